@@ -1,0 +1,67 @@
+"""One error tree for the whole project (modelled on httpx's ``_exceptions.py``).
+
+Every message names the request (method and path) but never a secret, a token
+or a query string that could carry one: callers catch the base class they care
+about and can log ``str(exc)`` safely.
+
+    CallMinerAssetsError
+    ├── ConfigError                 missing/inconsistent settings, found at start
+    ├── APIError                    anything that went wrong talking to an API
+    │   ├── TransportError          connection dropped, timeout (retried, then raised)
+    │   └── HTTPStatusError         a response with an error status
+    │       ├── AuthError           401/403, or invalid_client (never retried)
+    │       ├── RateLimitError      429 after the retry budget is spent
+    │       ├── ServerError         5xx after the retry budget is spent
+    │       └── RequestRejected     other 4xx (400/404/422...), not retried
+    └── DataError                   a payload that is not what the contract says
+"""
+
+from __future__ import annotations
+
+
+class CallMinerAssetsError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(CallMinerAssetsError):
+    """Settings are missing or inconsistent (raised before any request is sent)."""
+
+
+class APIError(CallMinerAssetsError):
+    """A request to CallMiner or Semarize failed; ``request`` is ``"METHOD /path"``."""
+
+    def __init__(self, message: str, *, request: str) -> None:
+        super().__init__(f"{message} ({request})")
+        self.request = request
+
+
+class TransportError(APIError):
+    """The connection failed or timed out, after the retry budget was spent."""
+
+
+class HTTPStatusError(APIError):
+    """The API answered with an error status."""
+
+    def __init__(self, message: str, *, request: str, status_code: int) -> None:
+        super().__init__(f"HTTP {status_code}: {message}", request=request)
+        self.status_code = status_code
+
+
+class AuthError(HTTPStatusError):
+    """Credentials refused (``invalid_client``) or a token rejected twice. Never retried."""
+
+
+class RateLimitError(HTTPStatusError):
+    """Still rate limited (429) after the retry budget was spent."""
+
+
+class ServerError(HTTPStatusError):
+    """Still failing with 5xx after the retry budget was spent."""
+
+
+class RequestRejected(HTTPStatusError):
+    """A 4xx other than 401/429: the request itself is wrong; retrying cannot help."""
+
+
+class DataError(CallMinerAssetsError):
+    """A response body does not have the shape the contract promises."""
