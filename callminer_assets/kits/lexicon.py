@@ -110,10 +110,21 @@ ESCALATION_REQUEST: tuple[str, ...] = (
 TOPIC_KEYWORDS: dict[str, tuple[str, ...]] = {
     "billing": ("my bill", "invoice", "charged twice", "a charge on", "refund"),
     "cancellation": ("cancel my", "close my account", "end my contract", "switching provider"),
-    "technical": ("not working", "keeps dropping", "error message", "restart the router", "no signal"),
+    "technical": (
+        "not working",
+        "keeps dropping",
+        "error message",
+        "restart the router",
+        "no signal",
+    ),
     "collections": ("overdue balance", "past due", "payment plan", "outstanding amount"),
     "sales": ("upgrade", "new plan", "special offer", "add a line"),
-    "account": ("update my address", "reset my password", "change the account holder", "account details"),
+    "account": (
+        "update my address",
+        "reset my password",
+        "change the account holder",
+        "account details",
+    ),
     "complaint": ("poor service", "unacceptable", "very unhappy", "formal complaint"),
 }
 
@@ -219,7 +230,7 @@ CLOSINGS_CUSTOMER: tuple[str, ...] = ("No, that's everything.", "Bye.")
 HOSTILE_STRINGS: tuple[str, ...] = (
     "Robert'); DROP TABLE interactions;--",
     '" OR 1=1 --',
-    "O'Brien \"the boss\" `x`",
+    'O\'Brien "the boss" `x`',
     "emoji 😡🔥📞",
     "RTL \u202eoverride\u202c مرحبا بكم",
     "CJK 你好，我的账单有问题",

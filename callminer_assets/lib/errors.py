@@ -8,6 +8,7 @@ about and can log ``str(exc)`` safely.
     ├── ConfigError                 missing/inconsistent settings, found at start
     ├── APIError                    anything that went wrong talking to an API
     │   ├── TransportError          connection dropped, timeout (retried, then raised)
+    │   ├── PollTimeoutError        a Semarize run still not finished after the poll timeout
     │   └── HTTPStatusError         a response with an error status
     │       ├── AuthError           401/403, or invalid_client (never retried)
     │       ├── RateLimitError      429 after the retry budget is spent
@@ -37,6 +38,10 @@ class APIError(CallMinerAssetsError):
 
 class TransportError(APIError):
     """The connection failed or timed out, after the retry budget was spent."""
+
+
+class PollTimeoutError(APIError):
+    """A run was still queued/running when the poll timeout ran out (re-sending is free)."""
 
 
 class HTTPStatusError(APIError):

@@ -1,0 +1,48 @@
+# callminer-assets: the two commands are `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+START  ?= 2025-01-01
+END    ?= 2025-06-30
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: help run test dev bench lint typecheck fmt clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3 ...)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml ## materialise everything on the sandbox (START=... END=...)
+	$(BIN)/python -m callminer_assets run --start $(START) --end $(END)
+
+test: $(STAMP) ## run the whole test suite
+	$(BIN)/python -m pytest -n 2 -q
+
+dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml ## open the Dagster UI (sensors on) at http://127.0.0.1:3000
+	$(BIN)/dagster dev -m callminer_assets.definitions
+
+bench: $(STAMP) ## extraction benchmark against a rate-limited loopback sandbox
+	$(BIN)/python benchmarks/extract.py
+
+lint: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff format --check callminer_assets tests benchmarks
+	$(BIN)/ruff check callminer_assets tests benchmarks
+	$(BIN)/mypy callminer_assets
+
+fmt: $(STAMP)
+	$(BIN)/ruff format callminer_assets tests benchmarks
+	$(BIN)/ruff check --fix callminer_assets tests benchmarks
+
+clean: ## remove the venv, the warehouse and the local Dagster home
+	rm -rf $(VENV) $(DAGSTER_HOME) data/*.duckdb data/.work

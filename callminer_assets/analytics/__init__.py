@@ -1,0 +1,1 @@
+"""Analytics outputs beyond pure transforms: alerts (Slack), Parquet exports, the HR roster."""

@@ -1,0 +1,171 @@
+"""``python -m callminer_assets run``: the whole pipeline headless, then a summary.
+
+Runs the same Dagster assets the UI shows, on the instance at ``DAGSTER_HOME``,
+as a few range runs (one per month of days, then the months, then the models)
+instead of one run per partition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+
+from callminer_assets.defs.partitions import daily_partitions, monthly_partitions
+from callminer_assets.warehouse.schema import TABLES
+
+
+def _month_chunks(start: date, end: date) -> list[tuple[date, date]]:
+    chunks, day = [], start
+    while day <= end:
+        next_month = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+        last = min(end, next_month - timedelta(days=1))
+        chunks.append((day, last))
+        day = last + timedelta(days=1)
+    return chunks
+
+
+def _range_tags(first: str, last: str) -> dict[str, str]:
+    return {
+        dg.ASSET_PARTITION_RANGE_START_TAG: first,
+        dg.ASSET_PARTITION_RANGE_END_TAG: last,
+        "callminer/trigger": "cli",
+    }
+
+
+def _materialize(
+    selection: dg.AssetSelection, instance: dg.DagsterInstance, tags: dict[str, str]
+) -> None:
+    from callminer_assets.definitions import defs
+
+    result = dg.materialize(
+        list(defs.assets or []),
+        instance=instance,
+        selection=selection,
+        tags=tags,
+        resources=dict(defs.resources or {}),
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise SystemExit(f"run {result.run_id} failed; see `make dev` -> Runs for its logs")
+
+
+def run(start: date, end: date) -> None:
+    from callminer_assets.definitions import DAILY_ASSETS, MONTHLY_ASSETS, UNPARTITIONED_ASSETS
+
+    instance = dg.DagsterInstance.get()
+    t0 = time.monotonic()
+    for first, last in _month_chunks(start, end):
+        print(f"== days {first} .. {last}", flush=True)
+        _materialize(
+            dg.AssetSelection.assets(*DAILY_ASSETS), instance, _range_tags(str(first), str(last))
+        )
+    months = monthly_partitions.get_partition_keys_in_range(
+        dg.PartitionKeyRange(start.replace(day=1).isoformat(), end.replace(day=1).isoformat())
+    )
+    if MONTHLY_ASSETS and months:
+        print(f"== months {months[0]} .. {months[-1]}", flush=True)
+        _materialize(
+            dg.AssetSelection.assets(*MONTHLY_ASSETS), instance, _range_tags(months[0], months[-1])
+        )
+    if UNPARTITIONED_ASSETS:
+        print("== models", flush=True)
+        _materialize(
+            dg.AssetSelection.assets(*UNPARTITIONED_ASSETS), instance, {"callminer/trigger": "cli"}
+        )
+    print(f"== done in {time.monotonic() - t0:.0f} s\n", flush=True)
+
+
+def summary(duckdb_path: str) -> str:
+    """Rows per table and the headline numbers, read from the published warehouse."""
+    con = duckdb.connect(duckdb_path, read_only=True)
+    try:
+        present = {
+            f"{s}.{n}"
+            for s, n in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables()"
+            ).fetchall()
+        }
+        lines = ["table                                  rows"]
+        for name in TABLES:
+            if name in present:
+                (n,) = con.execute(f"SELECT count(*) FROM {name}").fetchone() or (0,)  # noqa: S608 - names from schema.py
+                lines.append(f"{name:<38} {n:>8}")
+        if "callminer.transcripts" in present:
+            for status, n in con.execute(
+                "SELECT status, count(*) FROM callminer.transcripts GROUP BY 1 ORDER BY 1"
+            ).fetchall():
+                lines.append(f"transcripts {status:<26} {n:>8}")
+        if "semarize.evaluations" in present:
+            (n,) = con.execute(
+                "SELECT count(DISTINCT interaction_id) FROM semarize.evaluations WHERE status = 'succeeded'"
+            ).fetchone() or (0,)
+            lines.append(f"{'interactions evaluated':<38} {n:>8}")
+        if "analytics.interaction_scores" in present:
+            lines.append("mean compliance by channel:")
+            for channel, mean, n in con.execute(
+                "SELECT channel, avg(compliance_score), count(*) FROM analytics.interaction_scores "
+                "GROUP BY 1 ORDER BY 1"
+            ).fetchall():
+                lines.append(f"  {channel:<8} {mean:.3f}  ({n} interactions)")
+    finally:
+        con.close()
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from callminer_assets.defs.resources import DEFAULT_DUCKDB_PATH
+
+    parser = argparse.ArgumentParser(
+        prog="python -m callminer_assets",
+        description="Run the callminer-assets pipeline headless (sandbox unless credentials are set).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser(
+        "run", help="materialise every asset for a date range, then print a summary"
+    )
+    p_run.add_argument(
+        "--start", type=date.fromisoformat, required=True, help="first UTC day, YYYY-MM-DD"
+    )
+    p_run.add_argument(
+        "--end", type=date.fromisoformat, required=True, help="last UTC day (inclusive)"
+    )
+    p_sum = sub.add_parser("summary", help="print the warehouse summary only")
+    for p in (p_run, p_sum):
+        p.add_argument(
+            "--duckdb",
+            default=None,
+            help=f"warehouse path (default: $DUCKDB_PATH or {DEFAULT_DUCKDB_PATH})",
+        )
+    args = parser.parse_args(argv)
+
+    import os
+
+    path = args.duckdb or os.environ.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH
+    if args.duckdb:
+        os.environ["DUCKDB_PATH"] = args.duckdb
+    if args.command == "run":
+        if args.end < args.start:
+            parser.error("--end is before --start")
+        first = daily_partitions.get_first_partition_key()
+        if first and str(args.start) < first:
+            parser.error(
+                f"--start is before the first partition {first} (set CALLMINER_START_DATE)"
+            )
+        run(args.start, args.end)
+    print(summary(path))
+    print(f"\nwarehouse: {os.path.abspath(path)}")
+    print(
+        f"query it:  duckdb -readonly {path}   (or python: duckdb.connect('{path}', read_only=True))"
+    )
+    print("open the UI: make dev   ->  http://127.0.0.1:3000")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

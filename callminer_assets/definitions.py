@@ -1,0 +1,36 @@
+"""The Dagster code location: every asset, check, sensor and resource of the project.
+
+``dagster dev -m callminer_assets.definitions`` or
+``dagster asset materialize -m callminer_assets.definitions --select ... --partition 2025-01-14``.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from callminer_assets.defs.callminer.assets import (
+    INTERACTIONS_KEY,
+    QUARANTINE_KEY,
+    TRANSCRIPTS_KEY,
+    UTTERANCES_KEY,
+    interactions,
+    transcripts,
+)
+from callminer_assets.defs.resources import build_resources
+from callminer_assets.defs.semarize.assets import EVALUATIONS_KEY, evaluations
+
+# Grouped by partitioning, so `python -m callminer_assets run` can run each group as range runs.
+DAILY_ASSETS: list[dg.AssetKey] = [
+    INTERACTIONS_KEY,
+    QUARANTINE_KEY,
+    TRANSCRIPTS_KEY,
+    UTTERANCES_KEY,
+    EVALUATIONS_KEY,
+]
+MONTHLY_ASSETS: list[dg.AssetKey] = []
+UNPARTITIONED_ASSETS: list[dg.AssetKey] = []
+
+defs = dg.Definitions(
+    assets=[interactions, transcripts, evaluations],
+    resources=build_resources(),
+)

@@ -1,0 +1,197 @@
+"""Extraction assets: interactions (+ quarantine), transcripts (+ utterances).
+
+Each run handles one day or a backfill range of days; every write replaces
+exactly those days' rows, so re-running is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from callminer_assets.defs.callminer.checks import (
+    INTERACTION_CHECKS,
+    TRANSCRIPT_CHECKS,
+    interaction_check_results,
+    transcript_check_results,
+)
+from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
+from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
+from callminer_assets.defs.resources import (
+    CallMinerResource,
+    SandboxResource,
+    WarehouseResource,
+)
+from callminer_assets.lib.models import TranscriptFetch, Window
+from callminer_assets.transform.normalise import normalise_transcripts
+from callminer_assets.transform.validate import validate_interactions
+from callminer_assets.warehouse.schema import INTERACTIONS, QUARANTINE, TRANSCRIPTS, UTTERANCES
+
+INTERACTIONS_KEY = dg.AssetKey(["callminer", "interactions"])
+QUARANTINE_KEY = dg.AssetKey(["callminer", "quarantine"])
+TRANSCRIPTS_KEY = dg.AssetKey(["callminer", "transcripts"])
+UTTERANCES_KEY = dg.AssetKey(["callminer", "utterances"])
+
+_COMMON: dict[str, Any] = {
+    "partitions_def": daily_partitions,
+    "backfill_policy": DAILY_BACKFILL_POLICY,
+    "pool": DUCKDB_POOL,
+}
+
+
+def _announce_source(context: dg.AssetExecutionContext, callminer: CallMinerResource) -> None:
+    if callminer.uses_sandbox:
+        context.log.info(
+            "CALLMINER_CLIENT_ID is not set: using the built-in sandbox (synthetic data)"
+        )
+
+
+async def _list_days(
+    callminer: CallMinerResource, sandbox: SandboxResource, days: list[date], log: Any
+) -> dict[date, list[Any]]:
+    async with callminer.client(sandbox, logger=log) as client:
+        listings = await asyncio.gather(
+            *(client.list_interactions(Window.for_day(day)) for day in days)
+        )
+    return dict(zip(days, listings, strict=True))
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            INTERACTIONS_KEY,
+            description="One row per valid CallMiner interaction of the UTC day.",
+            kinds={"duckdb"},
+            group_name="callminer",
+        ),
+        dg.AssetSpec(
+            QUARANTINE_KEY,
+            description="Records refused at validation, with the reason and the payload as received.",
+            kinds={"duckdb"},
+            group_name="callminer",
+            skippable=True,
+        ),
+    ],
+    check_specs=INTERACTION_CHECKS,
+    **_COMMON,
+)
+def interactions(
+    context: dg.AssetExecutionContext,
+    callminer: CallMinerResource,
+    sandbox: SandboxResource,
+    warehouse: WarehouseResource,
+) -> Any:
+    """List each day's window, validate every record, land valid rows and quarantine the rest."""
+    _announce_source(context, callminer)
+    days = partition_days(context)
+    extracted_at = datetime.now(UTC)
+    listings = asyncio.run(_list_days(callminer, sandbox, days, context.log))
+    valid, refused = [], []
+    for day, records in listings.items():
+        result = validate_interactions(records, Window.for_day(day), extracted_at)
+        valid.append(result.interactions)
+        refused.append(result.quarantine)
+        context.log.info(
+            f"{day}: {len(records)} listed, {result.interactions.height} valid, "
+            f"{result.quarantine.height} quarantined"
+        )
+    frame = pl.concat(valid, how="vertical")
+    quarantine = pl.concat(refused, how="vertical")
+    wh = warehouse.warehouse()
+    wh.replace(INTERACTIONS, frame, {"interaction_date": days}, publish=False)
+    wh.replace(QUARANTINE, quarantine, {"interaction_date": days, "source": ["interaction"]})
+    yield dg.MaterializeResult(
+        asset_key=INTERACTIONS_KEY,
+        metadata=table_metadata(
+            INTERACTIONS,
+            frame,
+            days=len(days),
+            per_channel=counts_by(frame, "channel"),
+            quarantined=quarantine.height,
+        ),
+    )
+    yield dg.MaterializeResult(
+        asset_key=QUARANTINE_KEY,
+        metadata=table_metadata(QUARANTINE, quarantine, per_reason=counts_by(quarantine, "reason")),
+    )
+    yield from interaction_check_results(frame)
+
+
+async def _fetch(
+    callminer: CallMinerResource, sandbox: SandboxResource, ids: list[str], log: Any
+) -> list[TranscriptFetch]:
+    async with callminer.client(sandbox, logger=log) as client:
+        return list(await client.fetch_transcripts(ids))
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            TRANSCRIPTS_KEY,
+            deps=[INTERACTIONS_KEY],
+            description="One row per interaction: available, pending (fetched again later) or missing.",
+            kinds={"duckdb"},
+            group_name="callminer",
+        ),
+        dg.AssetSpec(
+            UTTERANCES_KEY,
+            deps=[INTERACTIONS_KEY],
+            description="One row per utterance, normalised across voice, chat, email and video.",
+            kinds={"duckdb"},
+            group_name="callminer",
+        ),
+    ],
+    check_specs=TRANSCRIPT_CHECKS,
+    **_COMMON,
+)
+def transcripts(
+    context: dg.AssetExecutionContext,
+    callminer: CallMinerResource,
+    sandbox: SandboxResource,
+    warehouse: WarehouseResource,
+) -> Any:
+    """Fetch every interaction's transcript concurrently and normalise it per channel."""
+    _announce_source(context, callminer)
+    days = partition_days(context)
+    wh = warehouse.warehouse()
+    frame = wh.read(INTERACTIONS, {"interaction_date": days})
+    previous = wh.read(TRANSCRIPTS, {"interaction_date": days})
+    ids = frame["interaction_id"].to_list()
+    context.log.info(f"fetching {len(ids)} transcripts for {len(days)} day(s)")
+    fetches = asyncio.run(_fetch(callminer, sandbox, ids, context.log))
+    result = normalise_transcripts(
+        frame,
+        fetches,
+        now=datetime.now(UTC),
+        give_up_after=timedelta(hours=callminer.transcript_give_up_hours),
+        previous=previous,
+        contact_centre_addresses=callminer.contact_centre_addresses,
+    )
+    where = {"interaction_date": days}
+    wh.replace(TRANSCRIPTS, result.transcripts, where, publish=False)
+    wh.replace(UTTERANCES, result.utterances, where, publish=False)
+    wh.replace(QUARANTINE, result.quarantine, {**where, "source": ["transcript", "utterance"]})
+    status = counts_by(result.transcripts, "status")
+    yield dg.MaterializeResult(
+        asset_key=TRANSCRIPTS_KEY,
+        metadata=table_metadata(
+            TRANSCRIPTS,
+            result.transcripts.drop("transcript_text"),
+            per_status=status,
+            per_channel=counts_by(result.transcripts, "channel"),
+            pending=status.get("pending", 0),
+            missing=status.get("missing", 0),
+            quarantined=result.quarantine.height,
+        ),
+    )
+    yield dg.MaterializeResult(
+        asset_key=UTTERANCES_KEY,
+        metadata=table_metadata(
+            UTTERANCES, result.utterances, per_role=counts_by(result.utterances, "speaker_role")
+        ),
+    )
+    yield from transcript_check_results(frame, result.transcripts, result.utterances)

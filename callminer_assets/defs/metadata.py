@@ -1,0 +1,61 @@
+"""Dagster metadata every materialisation carries: counts, a preview, the table."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from callminer_assets.warehouse.schema import Table
+
+PREVIEW_ROWS = 5
+_PREVIEW_CHARS = 60
+
+
+def markdown_preview(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
+    """A small Markdown table; long cells are cut so the UI stays readable."""
+    head = frame.head(rows)
+    if head.is_empty():
+        return "_no rows_"
+
+    def cell(value: Any) -> str:
+        text = "" if value is None else str(value)
+        text = text.replace("|", "\\|").replace("\n", " ").replace("\x00", "")
+        return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
+
+    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.iter_rows()]
+    return "\n".join(lines)
+
+
+def counts_by(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    if frame.is_empty() or column not in frame.columns:
+        return {}
+    counted = frame.group_by(column).len().sort(column, nulls_last=True)
+    return {str(k): int(n) for k, n in counted.iter_rows()}
+
+
+def table_metadata(table: Table, frame: pl.DataFrame, **extra: Any) -> dict[str, Any]:
+    """Row count, table name and preview, plus per-asset extras (counts per channel...)."""
+    meta: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(frame.height),
+        "dagster/table_name": table.qualified,
+        "table": dg.MetadataValue.text(table.qualified),
+        "preview": dg.MetadataValue.md(markdown_preview(frame)),
+    }
+    for key, value in extra.items():
+        meta[key] = dg.MetadataValue.json(value) if isinstance(value, dict | list) else value
+    return meta
+
+
+def partition_days(context: dg.AssetExecutionContext) -> list[date]:
+    """The UTC days of this run: one partition or a backfill range of several."""
+    window = context.partition_time_window
+    day, end = window.start.date(), window.end.date()
+    days = []
+    while day < end:
+        days.append(day)
+        day += timedelta(days=1)
+    return days

@@ -1,0 +1,23 @@
+"""Partitions: UTC days for everything extracted, months for the roll-ups."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import dagster as dg
+
+START_DATE = os.environ.get("CALLMINER_START_DATE", "2025-01-01")
+
+# end_offset=1: today is a partition too, so the polling sensor can refresh it.
+daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC", end_offset=1)
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=date.fromisoformat(START_DATE).replace(day=1).isoformat(), timezone="UTC"
+)
+
+# A 90-day backfill becomes 3 runs, not 90: each run extracts a range of days.
+DAILY_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
+MONTHLY_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=6)
+
+# Every asset that writes DuckDB runs in this pool (limit 1 in dagster.yaml).
+DUCKDB_POOL = "duckdb_writer"

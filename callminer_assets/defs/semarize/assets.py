@@ -1,0 +1,102 @@
+"""Semarize evaluations: every available transcript x kit, paid for once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
+from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
+from callminer_assets.defs.resources import SandboxResource, SemarizeResource, WarehouseResource
+from callminer_assets.kits import KITS
+from callminer_assets.lib.models import EvalOutcome, EvalRequest
+from callminer_assets.transform import evaluations as ev
+from callminer_assets.warehouse.schema import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
+
+EVALUATIONS_KEY = dg.AssetKey(["semarize", "evaluations"])
+TRANSCRIPTS_KEY = dg.AssetKey(["callminer", "transcripts"])
+INTERACTIONS_KEY = dg.AssetKey(["callminer", "interactions"])
+
+EVALUATION_CHECKS = [
+    dg.AssetCheckSpec(
+        "covers_every_available_transcript",
+        asset=EVALUATIONS_KEY,
+        blocking=True,
+        description="Every available transcript has a row for every kit (succeeded or failed).",
+    )
+]
+
+
+async def _evaluate(
+    semarize: SemarizeResource, sandbox: SandboxResource, requests: Sequence[EvalRequest], log: Any
+) -> list[EvalOutcome]:
+    async with semarize.client(sandbox, logger=log) as client:
+        return list(await client.evaluate_many(requests))
+
+
+@dg.asset(
+    key=EVALUATIONS_KEY,
+    deps=[TRANSCRIPTS_KEY, INTERACTIONS_KEY],
+    partitions_def=daily_partitions,
+    backfill_policy=DAILY_BACKFILL_POLICY,
+    pool=DUCKDB_POOL,
+    kinds={"duckdb"},
+    group_name="semarize",
+    check_specs=EVALUATION_CHECKS,
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "One row per interaction x kit x brick. A (transcript hash, kit) already stored is never "
+        "sent again unless SEMARIZE_RESCORE=true."
+    ),
+)
+def evaluations(
+    context: dg.AssetExecutionContext,
+    semarize: SemarizeResource,
+    sandbox: SandboxResource,
+    warehouse: WarehouseResource,
+) -> Any:
+    """Send only unevaluated transcripts to Semarize and store every brick with its evidence."""
+    if semarize.uses_sandbox:
+        context.log.info("SEMARIZE_API_KEY is not set: evaluating with the built-in sandbox kits")
+    days = partition_days(context)
+    wh = warehouse.warehouse()
+    where = {"interaction_date": days}
+    transcripts = wh.read(TRANSCRIPTS, where)
+    interactions = wh.read(INTERACTIONS, where)
+    existing = wh.read(EVALUATIONS, where)
+    kits = {code: kit.version for code, kit in KITS.items()}
+    requests = ev.plan_requests(transcripts, interactions, existing, kits, rescore=semarize.rescore)
+    context.log.info(
+        f"{len(requests)} runs to start ({transcripts.height} transcripts, {len(kits)} kits; "
+        f"the rest already paid for)"
+    )
+    outcomes = asyncio.run(_evaluate(semarize, sandbox, requests, context.log)) if requests else []
+    dates = dict(transcripts.select("interaction_id", "interaction_date").iter_rows())
+    new = ev.outcome_rows(outcomes, dates, datetime.now(UTC))
+    frame = ev.merge(existing, new, transcripts, list(kits))
+    wh.replace(EVALUATIONS, frame, where)
+    runs = frame.select("interaction_id", "kit_code", "status").unique()
+    yield dg.MaterializeResult(
+        metadata=table_metadata(
+            EVALUATIONS,
+            frame,
+            runs_started=len(requests),
+            runs_failed=sum(o.status == "failed" for o in outcomes),
+            input_tokens=sum(o.input_tokens or 0 for o in outcomes),
+            per_status=counts_by(runs, "status"),
+            per_kit=counts_by(runs, "kit_code"),
+        )
+    )
+    available = transcripts.filter(pl.col("status") == "available").select("interaction_id")
+    expected = available.join(pl.DataFrame({"kit_code": list(kits)}), how="cross")
+    uncovered = expected.join(runs, on=["interaction_id", "kit_code"], how="anti")
+    yield dg.AssetCheckResult(
+        check_name="covers_every_available_transcript",
+        passed=uncovered.is_empty(),
+        metadata={"expected": expected.height, "uncovered": uncovered.height},
+    )

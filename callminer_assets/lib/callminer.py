@@ -1,0 +1,344 @@
+"""CallMiner REST client: OAuth client-credentials tokens, interaction listings, transcripts.
+
+Records come back raw (as received, possibly malformed): deciding what is valid is
+``transform.validate``'s job, so nothing here drops a record except exact id duplicates
+caused by page drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from callminer_assets.lib.errors import AuthError, DataError
+from callminer_assets.lib.http import HttpBase, LoggerLike, gather_all
+from callminer_assets.lib.models import TranscriptFetch, Window
+from callminer_assets.lib.settings import TOKEN_REFRESH_MARGIN_FRACTION, CallMinerSettings
+
+ARRAY_KEYS: tuple[str, ...] = ("interactions", "items", "data")
+_PENDING_STATUSES = frozenset({"processing", "pending", "queued", "in_progress", "transcribing"})
+_NO_PROGRESS_PAGES = 20
+
+
+def iso_utc(moment: datetime) -> str:
+    """``2025-01-15T00:00:00Z``: ISO 8601 in UTC, what the listing's date params expect."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TokenProvider:
+    """Caches the bearer token; one refresh at a time, however many requests need one.
+
+    Refreshed ``margin`` before expiry (at most 10 % of the lifetime, so a 5-second token is
+    not refreshed on every call), and on demand after a 401 unless someone else already did.
+    A credentials error is remembered: every later caller fails at once, no stampede.
+    """
+
+    def __init__(self, http: HttpBase, settings: CallMinerSettings) -> None:
+        self._http = http
+        self._settings = settings
+        self._url = settings.auth_url.rstrip("/") + "/oauth/token"
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self._failed: AuthError | None = None
+        self.fetched = 0
+
+    async def get(self) -> str:
+        token = self._current()
+        if token is not None:
+            return token
+        async with self._lock:
+            token = self._current()
+            if token is not None:
+                return token
+            return await self._fetch()
+
+    async def refresh(self, stale: str | None) -> str:
+        """A token other than ``stale``: fetched now unless a concurrent refresh already did."""
+        async with self._lock:
+            token = self._current()
+            if token is not None and token != stale:
+                return token
+            return await self._fetch()
+
+    def _current(self) -> str | None:
+        if self._failed is not None:
+            raise self._failed
+        if self._token is not None and time.monotonic() < self._refresh_at:
+            return self._token
+        return None
+
+    async def _fetch(self) -> str:
+        name = self._http.describe("POST", self._url)
+        started = time.monotonic()
+        response = await self._http.request(
+            "POST",
+            self._url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self._settings.client_id,
+                "client_secret": self._settings.client_secret,
+            },
+            headers={"Accept": "application/json"},
+        )
+        self.fetched += 1
+        if response.status_code in (400, 401, 403):
+            self._failed = AuthError(
+                "client credentials refused, check CALLMINER_CLIENT_ID/CALLMINER_CLIENT_SECRET"
+                + (f" ({d})" if (d := self._http.redact(_oauth_error(response))) else ""),
+                request=name,
+                status_code=response.status_code,
+            )
+            raise self._failed
+        if not response.is_success:
+            raise self._http.error_for(response, name, "token request failed")
+        body = self._http.json(response, name)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise DataError(f"token response has no access_token ({name})")
+        expires_in = body.get("expires_in")
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+            expires_in = 3600.0
+        lifetime = max(float(expires_in), 0.0)
+        margin = min(
+            self._settings.token_refresh_margin_s, lifetime * TOKEN_REFRESH_MARGIN_FRACTION
+        )
+        self._token = token
+        self._refresh_at = started + lifetime - margin
+        self._http.log.debug("fetched an access token (valid %.0f s)", lifetime)
+        return token
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])[:100]
+    return ""
+
+
+class CallMinerClient:
+    """Async CallMiner REST client; satisfies ``source.InteractionSource``.
+
+    Use as ``async with CallMinerClient(settings) as cm: ...`` inside one event loop.
+    ``transport`` lets the pipeline run against the in-process sandbox (ASGI transport).
+    """
+
+    def __init__(
+        self,
+        settings: CallMinerSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        logger: LoggerLike | None = None,
+    ) -> None:
+        self.settings = settings
+        self.http = HttpBase(
+            base_url=settings.api_url,
+            requests_per_second=settings.requests_per_second,
+            concurrency=settings.concurrency,
+            timeout_s=settings.timeout_s,
+            retry=settings.retry,
+            transport=transport,
+            logger=logger,
+            headers={"Accept": "application/json"},
+            secrets=(settings.client_secret,),
+        )
+        self.tokens = TokenProvider(self.http, settings)
+        self.log = self.http.log
+
+    async def __aenter__(self) -> CallMinerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        """GET with a bearer token; on a 401, one fresh token and one repeat, then AuthError."""
+        response = await self.http.request("GET", path, params=params, token=self.tokens.get)
+        if response.status_code == 401:
+            used = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+            self.log.debug("token rejected (%s); refreshing once", _oauth_error(response) or "401")
+            await self.tokens.refresh(stale=used)
+            response = await self.http.request("GET", path, params=params, token=self.tokens.get)
+            if response.status_code == 401:
+                raise AuthError(
+                    "token rejected again after a refresh",
+                    request=self.http.describe("GET", path),
+                    status_code=401,
+                )
+        return response
+
+    async def list_interactions(self, window: Window) -> list[Any]:
+        """Every record in ``[window.start, window.end)``, raw, id-duplicates removed (last wins).
+
+        Follows token (``nextPage``) or offset (``offset``/``total`` or bare array)
+        pagination as each response shows it. Records without a usable id, and non-objects,
+        are kept as they are (they go to quarantine downstream).
+        """
+        path = "/v1/interactions"
+        name = self.http.describe("GET", path)
+        base: dict[str, Any] = {
+            "startDate": iso_utc(window.start),
+            "endDate": iso_utc(window.end),
+            "limit": self.settings.page_size,
+        }
+        out: list[Any] = []
+        position: dict[str, int] = {}
+        params = dict(base)
+        seen_cursors: set[str] = set()
+        pages = duplicates = no_progress = offset = 0
+        while True:
+            pages += 1
+            if pages > self.settings.max_pages:
+                raise DataError(
+                    f"listing did not end after {self.settings.max_pages} pages ({name})"
+                )
+            response = await self._get(path, params)
+            if not response.is_success or response.status_code == 204:
+                if response.status_code == 204:
+                    break
+                raise self.http.error_for(response, name, "listing failed")
+            body = self.http.json(response, name)
+            records, cursor, offset_style, total = _parse_page(body, name)
+            new = 0
+            for record in records:
+                key = record.get("id") if isinstance(record, dict) else None
+                if isinstance(key, str) and key:
+                    if key in position:
+                        out[position[key]] = record
+                        duplicates += 1
+                        continue
+                    position[key] = len(out)
+                out.append(record)
+                new += 1
+            self.log.debug("listing page %d: %d records, %d new", pages, len(records), new)
+            no_progress = 0 if new else no_progress + 1
+            if no_progress >= _NO_PROGRESS_PAGES:
+                raise DataError(
+                    f"listing repeats itself: {no_progress} pages with nothing new ({name})"
+                )
+            if cursor is not None:  # token style
+                if cursor in seen_cursors:
+                    raise DataError(f"listing returned the same nextPage cursor twice ({name})")
+                seen_cursors.add(cursor)
+                params = {**base, "nextPage": cursor}
+                continue
+            if not offset_style or not records:  # last page (nextPage null), or an empty page
+                break
+            # Our own count, not the server's echo: a server that ignores offset cannot loop us.
+            offset += len(records)
+            if total is not None and offset >= total:
+                break
+            params = {**base, "offset": offset}
+        self.log.info(
+            "listed %d interactions for %s..%s (%d pages, %d page-drift duplicates merged)",
+            len(out),
+            base["startDate"],
+            base["endDate"],
+            pages,
+            duplicates,
+        )
+        return out
+
+    async def fetch_transcripts(self, ids: Iterable[str]) -> list[TranscriptFetch]:
+        """One ``TranscriptFetch`` per distinct id, fetched concurrently (bounded by the client)."""
+        unique = list(dict.fromkeys(ids))
+        done = 0
+        step = max(100, len(unique) // 10)
+
+        async def one(interaction_id: str) -> TranscriptFetch:
+            nonlocal done
+            result = await self.fetch_transcript(interaction_id)
+            done += 1
+            if done % step == 0:
+                self.log.info("fetched %d of %d transcripts", done, len(unique))
+            return result
+
+        results = await gather_all(one(i) for i in unique)
+        pending = sum(1 for r in results if r.status == "pending")
+        self.log.info(
+            "fetched %d transcripts: %d available, %d pending",
+            len(results),
+            len(results) - pending,
+            pending,
+        )
+        return results
+
+    async def fetch_transcript(self, interaction_id: str) -> TranscriptFetch:
+        """``available`` with the body, or ``pending`` (404, 202, or a 'processing' body)."""
+        path = f"/v1/interactions/{quote(interaction_id, safe='')}/transcript"
+        response = await self._get(path)
+        status = response.status_code
+        if status in (404, 202):
+            return TranscriptFetch(interaction_id, "pending")
+        if not response.is_success:
+            raise self.http.error_for(response, self.http.describe("GET", path), "transcript")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "utterances" in body:
+            marker = body.get("status")
+            if not (isinstance(marker, str) and marker.lower() in _PENDING_STATUSES):
+                return TranscriptFetch(interaction_id, "available", body)
+        if not (isinstance(body, dict) and isinstance(body.get("status"), str)):
+            self.log.warning("transcript body without utterances; treating it as pending")
+        return TranscriptFetch(interaction_id, "pending")
+
+
+def _parse_page(body: Any, name: str) -> tuple[list[Any], str | None, bool, int | None]:
+    """(records, nextPage cursor, offset style?, total) from one listing response.
+
+    Token style when ``nextPage`` is set; offset style when the body has ``offset`` or
+    ``total`` or is a bare array; otherwise (``nextPage: null`` / nothing) the last page.
+    """
+    if isinstance(body, list):
+        return body, None, True, None
+    if not isinstance(body, dict):
+        raise DataError(f"listing body is neither an object nor an array ({name})")
+    records: list[Any] | None = None
+    for key in ARRAY_KEYS:
+        value = body.get(key)
+        if isinstance(value, list):
+            records = value
+            break
+    if records is None:
+        raise DataError(f"listing body has no array under {', '.join(ARRAY_KEYS)} ({name})")
+    cursor = body.get("nextPage")
+    if isinstance(cursor, int | float) and not isinstance(cursor, bool):
+        cursor = str(cursor)
+    if isinstance(cursor, str) and cursor:
+        return records, cursor, False, None
+    total = _int(body.get("total"))
+    offset_style = "offset" in body or total is not None
+    return records, None, offset_style, total
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None

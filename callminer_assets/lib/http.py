@@ -1,0 +1,357 @@
+"""The retrying, rate-limited async HTTP base shared by the CallMiner and Semarize clients.
+
+One ``HttpBase`` per API: one ``httpx.AsyncClient``, one rate limiter and one concurrency
+semaphore shared by every request to that API (listing, transcripts, token refreshes,
+retries), so the configured rate holds for the whole client, not per call site.
+
+Order of a request: (auth header) -> semaphore -> rate limiter (also honours a 429 pause)
+-> send. The token is fetched *before* taking the semaphore, because the token request
+goes through the same base and would otherwise deadlock at concurrency 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from callminer_assets.lib.errors import (
+    AuthError,
+    DataError,
+    HTTPStatusError,
+    RateLimitError,
+    RequestRejected,
+    ServerError,
+    TransportError,
+)
+from callminer_assets.lib.settings import RATE_WINDOW_MARGIN_S, RetryPolicy
+
+T = TypeVar("T")
+
+_NOT_TRANSIENT_5XX = frozenset({501, 505})
+_DEFAULT_LOGGER = logging.getLogger("callminer_assets.lib")
+
+
+class LoggerLike(Protocol):
+    """Anything with stdlib-logger methods: ``logging.Logger`` or Dagster's ``context.log``."""
+
+    def debug(self, msg: str, *args: Any) -> Any: ...
+    def info(self, msg: str, *args: Any) -> Any: ...
+    def warning(self, msg: str, *args: Any) -> Any: ...
+
+
+class SlidingWindowLimiter:
+    """At most ``floor(rate)`` sends in any window of one second, plus a client-wide pause.
+
+    A sliding log rather than aiolimiter's leaky bucket: a leaky bucket lets a full burst
+    plus a refill land in the same second (up to ~2x the rate), and the contract says
+    "never faster than configured" in *any* one-second window. Waiters are served FIFO
+    (asyncio.Lock is fair). ``pause()`` makes every later request wait, which is how one
+    429 slows the whole client rather than one request.
+    """
+
+    def __init__(self, rate: float, *, margin_s: float = RATE_WINDOW_MARGIN_S) -> None:
+        self.capacity = max(1, math.floor(rate))
+        # For rate < 1 (e.g. 0.5/s) one request per 1/rate seconds.
+        self.period = max(1.0, self.capacity / rate) + margin_s
+        self._sent: deque[float] = deque()
+        self._lock = asyncio.Lock()
+        self._paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request not yet sent for ``seconds`` (never shortens a longer pause)."""
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    async def acquire(self) -> None:
+        """Wait for a free slot; the caller must send right after (no await in between)."""
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._sent and now - self._sent[0] >= self.period:
+                    self._sent.popleft()
+                wait = self._paused_until - now
+                if len(self._sent) >= self.capacity:
+                    wait = max(wait, self._sent[0] + self.period - now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return
+                await asyncio.sleep(wait)
+
+
+def parse_retry_after(value: str | None, *, cap_s: float) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), clamped to ``[0, cap_s]``."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        # HTTP dates have 1-second resolution: round up so we never come back early.
+        seconds = math.ceil((when - datetime.now(UTC)).total_seconds())
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), cap_s)
+
+
+@dataclass(slots=True)
+class HttpStats:
+    """Counters for progress logs and tests: how many sends, retries, 429s."""
+
+    sent: int = 0
+    retries: int = 0
+    throttled: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+class _Retryable(Exception):
+    """Internal: this attempt failed transiently; tenacity decides whether to try again."""
+
+    def __init__(self, kind: str, status_code: int | None = None) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.status_code = status_code
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Remove any secret a (hostile) server might echo back before it reaches a message."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+class HttpBase:
+    """One API's async client: shared rate limit, bounded concurrency, bounded retries."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        requests_per_second: float,
+        concurrency: int,
+        timeout_s: float,
+        retry: RetryPolicy,
+        transport: httpx.AsyncBaseTransport | None = None,
+        logger: LoggerLike | None = None,
+        headers: Mapping[str, str] | None = None,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self.retry = retry
+        self.log: LoggerLike = logger or _DEFAULT_LOGGER
+        self.stats = HttpStats()
+        self.limiter = SlidingWindowLimiter(requests_per_second)
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._secrets = tuple(s for s in secrets if s)
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout_s,
+            transport=transport,
+            headers=dict(headers or {}),
+            follow_redirects=False,
+            limits=httpx.Limits(
+                max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2
+            ),
+        )
+        self._wait_backoff = wait_exponential_jitter(
+            initial=retry.backoff_base_s, max=retry.backoff_max_s, jitter=retry.backoff_base_s
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    def describe(self, method: str, url: str) -> str:
+        """``"METHOD /path"``: no host, no query string (it could carry a cursor or a key)."""
+        parsed = httpx.URL(url)
+        if parsed.is_absolute_url:
+            path = parsed.path
+        else:
+            path = self._client.base_url.path.rstrip("/") + "/" + parsed.path.lstrip("/")
+        return f"{method.upper()} {path}"
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        token: Callable[[], Awaitable[str]] | None = None,
+        accept: Callable[[httpx.Response], bool] | None = None,
+    ) -> httpx.Response:
+        """Send with retries; return any response that is not transient (incl. 4xx).
+
+        429, 5xx (except 501/505), timeouts and dropped connections are retried up to
+        ``retry.max_attempts``; then a typed error naming ``METHOD /path`` is raised.
+        ``accept(response)`` may claim a 5xx as a real answer (Semarize's 504 with a run id).
+        ``token()`` is awaited on every attempt so a retry never reuses an expired token.
+        """
+        name = self.describe(method, url)
+        attempts = self.retry.max_attempts
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            retry=retry_if_exception_type(_Retryable),
+            wait=self._wait,
+            reraise=True,
+            before_sleep=lambda rs: self._before_sleep(rs, name),
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    return await self._attempt(
+                        method, url, number, params, json, data, headers, token, accept
+                    )
+        except _Retryable as exc:
+            after = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+            if exc.status_code == 429:
+                raise RateLimitError(
+                    f"still rate limited {after}", request=name, status_code=429
+                ) from None
+            if exc.status_code is not None:
+                raise ServerError(
+                    f"server error {after}", request=name, status_code=exc.status_code
+                ) from None
+            raise TransportError(f"{exc.kind} {after}", request=name) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        number: int,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        data: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        token: Callable[[], Awaitable[str]] | None,
+        accept: Callable[[httpx.Response], bool] | None,
+    ) -> httpx.Response:
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {await token()}"
+        async with self._semaphore:
+            await self.limiter.acquire()
+            self.stats.sent += 1
+            try:
+                response = await self._client.request(
+                    method, url, params=params, json=json, data=data, headers=hdrs
+                )
+            except httpx.TimeoutException as exc:
+                raise _Retryable(f"timeout ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                raise _Retryable(f"connection failed ({type(exc).__name__})") from None
+        status = response.status_code
+        self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+        if status == 429:
+            self.stats.throttled += 1
+            delay = parse_retry_after(
+                response.headers.get("Retry-After"), cap_s=self.retry.retry_after_cap_s
+            )
+            if delay is None:
+                delay = min(self.retry.backoff_max_s, self.retry.backoff_base_s * 2 ** (number - 1))
+            self.limiter.pause(delay)
+            raise _Retryable("rate limited", 429)
+        if status >= 500 and status not in _NOT_TRANSIENT_5XX:
+            if accept is None or not accept(response):
+                raise _Retryable("server error", status)
+        return response
+
+    def _wait(self, state: RetryCallState) -> float:
+        # A 429 already paused the whole limiter for Retry-After; no extra per-request sleep.
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, _Retryable) and exc.status_code == 429:
+            return 0.0
+        return float(self._wait_backoff(state))
+
+    def _before_sleep(self, state: RetryCallState, name: str) -> None:
+        self.stats.retries += 1
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        why = f"HTTP {exc.status_code}" if isinstance(exc, _Retryable) and exc.status_code else exc
+        self.log.debug(
+            "retrying %s after %s (attempt %d of %d)",
+            name,
+            why,
+            state.attempt_number + 1,
+            self.retry.max_attempts,
+        )
+
+    def error_for(self, response: httpx.Response, name: str, what: str = "") -> HTTPStatusError:
+        """The typed error for a non-success response; the body's error code, redacted."""
+        status = response.status_code
+        detail = self.redact(error_detail(response))
+        message = " ".join(p for p in (what, detail) if p) or response.reason_phrase or "error"
+        if status in (401, 403):
+            return AuthError(message, request=name, status_code=status)
+        if status == 429:
+            return RateLimitError(message, request=name, status_code=status)
+        if status >= 500:
+            return ServerError(message, request=name, status_code=status)
+        return RequestRejected(message, request=name, status_code=status)
+
+    def json(self, response: httpx.Response, name: str) -> Any:
+        """The body as JSON, or a DataError naming the request."""
+        try:
+            return response.json()
+        except ValueError:
+            raise DataError(f"response is not JSON ({name})") from None
+
+
+def error_detail(response: httpx.Response, limit: int = 200) -> str:
+    """``"code: message"`` from an error body (OAuth or Semarize style), short and single-line."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    code: Any = None
+    message: Any = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            code, message = err.get("code"), err.get("message")
+        else:
+            code = err
+            message = body.get("error_description") or body.get("message") or body.get("detail")
+    parts = [str(p) for p in (code, message) if p not in (None, "")]
+    text = ": ".join(parts).replace("\n", " ").replace("\r", " ")
+    return text[:limit]
+
+
+async def gather_all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """``gather`` that cancels the siblings when one fails, and raises that error (no group)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

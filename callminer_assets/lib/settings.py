@@ -1,0 +1,162 @@
+"""Client settings and every retry/rate constant, in one place (like openai-python's ``_constants.py``).
+
+Settings are frozen dataclasses so a resource can build them once and hand them to
+clients without anyone mutating them mid-run. Secrets are ``repr=False`` so a settings
+object can be printed or logged without leaking them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from callminer_assets.lib.errors import ConfigError
+
+# --- retry / rate constants: change them here, nowhere else -------------------------------
+MAX_ATTEMPTS = 8
+"""Total attempts per request (first try + retries) for 429, 5xx, timeouts, dropped links."""
+BACKOFF_BASE_S = 0.5
+"""First backoff after a transient failure; doubles per attempt (plus jitter)."""
+BACKOFF_MAX_S = 30.0
+"""No single backoff sleeps longer than this."""
+RETRY_AFTER_CAP_S = 60.0
+"""A server asking for a longer ``Retry-After`` is obeyed only this far, then retried."""
+TOKEN_REFRESH_MARGIN_S = 60.0
+"""Refresh a token this long before it expires (at most 10 % of its lifetime)."""
+TOKEN_REFRESH_MARGIN_FRACTION = 0.1
+RATE_WINDOW_MARGIN_S = 0.05
+"""Extra spacing on the 1-second rate window so network jitter cannot push N+1 requests
+into one server-side second."""
+MAX_PAGES = 100_000
+"""A listing longer than this is a server bug (e.g. a cursor that never ends)."""
+POLL_INITIAL_S = 0.5
+POLL_MAX_S = 5.0
+POLL_TIMEOUT_S = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to retry transient failures; tests shrink the waits, production keeps defaults."""
+
+    max_attempts: int = MAX_ATTEMPTS
+    backoff_base_s: float = BACKOFF_BASE_S
+    backoff_max_s: float = BACKOFF_MAX_S
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError("max_attempts must be >= 1")
+        if min(self.backoff_base_s, self.backoff_max_s, self.retry_after_cap_s) < 0:
+            raise ConfigError("backoff and Retry-After caps must be >= 0")
+
+
+def _check_rate(rps: float, concurrency: int, timeout_s: float, what: str) -> None:
+    if not rps > 0:
+        raise ConfigError(f"{what}_REQUESTS_PER_SECOND must be > 0, got {rps!r}")
+    if concurrency < 1:
+        raise ConfigError(f"{what}_CONCURRENCY must be >= 1, got {concurrency!r}")
+    if not timeout_s > 0:
+        raise ConfigError(f"{what} timeout must be > 0, got {timeout_s!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CallMinerSettings:
+    """Where and how fast to talk to CallMiner."""
+
+    auth_url: str
+    api_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    requests_per_second: float = 20.0
+    concurrency: int = 8
+    page_size: int = 100
+    timeout_s: float = 30.0
+    token_refresh_margin_s: float = TOKEN_REFRESH_MARGIN_S
+    max_pages: int = MAX_PAGES
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        _check_rate(self.requests_per_second, self.concurrency, self.timeout_s, "CALLMINER")
+        if self.page_size < 1:
+            raise ConfigError(f"page_size must be >= 1, got {self.page_size!r}")
+        if not (self.auth_url and self.api_url and self.client_id and self.client_secret):
+            raise ConfigError("CallMiner settings need auth_url, api_url, client_id, client_secret")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CallMinerSettings | None:
+        """Settings from ``CALLMINER_*``; ``None`` when no client id is set (= use the sandbox).
+
+        A partial configuration is a ConfigError at start, naming the missing variables.
+        """
+        env = os.environ if env is None else env
+        if not env.get("CALLMINER_CLIENT_ID"):
+            return None
+        names = (
+            "CALLMINER_AUTH_URL",
+            "CALLMINER_API_URL",
+            "CALLMINER_CLIENT_ID",
+            "CALLMINER_CLIENT_SECRET",
+        )
+        missing = [n for n in names if not env.get(n)]
+        if missing:
+            raise ConfigError(f"CALLMINER_CLIENT_ID is set but {', '.join(missing)} is not")
+        return cls(
+            auth_url=env["CALLMINER_AUTH_URL"],
+            api_url=env["CALLMINER_API_URL"],
+            client_id=env["CALLMINER_CLIENT_ID"],
+            client_secret=env["CALLMINER_CLIENT_SECRET"],
+            requests_per_second=_num(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
+            concurrency=int(_num(env, "CALLMINER_CONCURRENCY", 8)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SemarizeSettings:
+    """Where and how fast to talk to Semarize, and how to wait for runs."""
+
+    api_url: str
+    api_key: str = field(repr=False)
+    requests_per_second: float = 10.0
+    concurrency: int = 8
+    mode: Literal["sync", "async"] = "sync"
+    timeout_s: float = 60.0
+    poll_initial_s: float = POLL_INITIAL_S
+    poll_max_s: float = POLL_MAX_S
+    poll_timeout_s: float = POLL_TIMEOUT_S
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        _check_rate(self.requests_per_second, self.concurrency, self.timeout_s, "SEMARIZE")
+        if self.mode not in ("sync", "async"):
+            raise ConfigError(f"Semarize mode must be 'sync' or 'async', got {self.mode!r}")
+        if not (self.api_url and self.api_key):
+            raise ConfigError("Semarize settings need api_url and api_key")
+        if min(self.poll_initial_s, self.poll_max_s) < 0 or not self.poll_timeout_s > 0:
+            raise ConfigError("Semarize poll intervals must be >= 0 and the timeout > 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SemarizeSettings | None:
+        """Settings from ``SEMARIZE_*``; ``None`` when no key is set (= use the sandbox)."""
+        env = os.environ if env is None else env
+        if not env.get("SEMARIZE_API_KEY"):
+            return None
+        if not env.get("SEMARIZE_API_URL"):
+            raise ConfigError("SEMARIZE_API_KEY is set but SEMARIZE_API_URL is not")
+        return cls(
+            api_url=env["SEMARIZE_API_URL"],
+            api_key=env["SEMARIZE_API_KEY"],
+            requests_per_second=_num(env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0),
+            concurrency=int(_num(env, "SEMARIZE_CONCURRENCY", 8)),
+        )
+
+
+def _num(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None

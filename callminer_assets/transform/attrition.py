@@ -1,0 +1,370 @@
+"""Attrition model: "does this agent leave within 90 days after the month?" from monthly features.
+
+Honesty rules, because a leaky model looks great and is useless:
+- the label for month M is observable only once ``end(M) + 90 days`` is inside the data
+  (``observed_until``); younger months are not labelled and never trained on;
+- agents who already left by the end of M are not "at risk" in M and are dropped;
+- the split is by time: every test month is strictly after every train month, and training
+  months whose 90-day label window reaches into the test period are purged, so no leave event
+  seen in the test period informs training;
+- explanations are one-at-a-time "median replacement" contributions: the change in predicted
+  risk when a feature is replaced by its training median. Not SHAP, not additive, but
+  simple to explain and true to the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import polars as pl
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from callminer_assets.lib.models import CHANNELS
+from callminer_assets.transform.features import add_months, month_end
+from callminer_assets.warehouse.schema import ATTRITION_MODEL_METRICS, ATTRITION_RISK
+
+HORIZON_DAYS = 90
+
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "interactions",
+    "low_volume",
+    "frustration_frequency",
+    "coaching_receptivity",
+    "performance_trend_slope",
+    "customer_escalation_rate",
+    "mean_compliance",
+    "mean_empathy",
+    "mean_resolution",
+    "mean_effort",
+    *(f"share_{c}" for c in CHANNELS),
+    # derived here, not stored in the features table:
+    "tenure_days",
+    "frustration_change",
+    "receptivity_change",
+)
+
+METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "model_version": pl.String(),
+    "trained_at": pl.Datetime("us", "UTC"),
+    "train_months": pl.String(),
+    "test_months": pl.String(),
+    "n_train": pl.Int32(),
+    "n_test": pl.Int32(),
+    "base_rate": pl.Float64(),
+    "roc_auc": pl.Float64(),
+    "average_precision": pl.Float64(),
+}
+assert list(METRICS_SCHEMA) == ATTRITION_MODEL_METRICS.column_names, "schema drift: metrics"
+
+RISK_SCHEMA: dict[str, pl.DataType] = {
+    "agent_id": pl.String(),
+    "month": pl.Date(),
+    "risk": pl.Float64(),
+    "top_features": pl.String(),
+    "model_version": pl.String(),
+}
+assert list(RISK_SCHEMA) == ATTRITION_RISK.column_names, "schema drift: attrition_risk"
+
+
+class NotEnoughHistory(ValueError):
+    """Too few labelled months (or one class only) to train and test honestly."""
+
+
+def model_frame(features: pl.DataFrame, roster: pl.DataFrame) -> pl.DataFrame:
+    """Features + roster dates + derived columns, one row per agent-month, ready for X.
+
+    Derived: ``tenure_days`` at month end, and month-over-month changes of frustration
+    frequency and coaching receptivity (NULL for an agent's first month).
+    """
+    dates = roster.select(
+        "agent_id", pl.col("hire_date").cast(pl.Date), pl.col("leave_date").cast(pl.Date)
+    )
+    return (
+        features.join(dates, on="agent_id", how="left")
+        .sort("agent_id", "month")
+        .with_columns(
+            month_end=pl.col("month").dt.month_end(),
+            low_volume=pl.col("low_volume").cast(pl.Float64),
+        )
+        .with_columns(
+            tenure_days=(pl.col("month_end") - pl.col("hire_date"))
+            .dt.total_days()
+            .cast(pl.Float64),
+            frustration_change=pl.col("frustration_frequency").diff().over("agent_id"),
+            receptivity_change=pl.col("coaching_receptivity").diff().over("agent_id"),
+        )
+    )
+
+
+def label(
+    frame: pl.DataFrame, observed_until: date, horizon_days: int = HORIZON_DAYS
+) -> pl.DataFrame:
+    """Add ``label`` (leaves in (month end, month end + horizon]) on observable, active rows.
+
+    Rows whose horizon ends after ``observed_until`` are dropped (their label is unknown, not
+    negative); rows of agents who left on or before the month end are dropped (already gone).
+    """
+    horizon = pl.col("month_end") + pl.duration(days=horizon_days)
+    return (
+        frame.filter(horizon <= pl.lit(observed_until, dtype=pl.Date))
+        .filter(pl.col("leave_date").is_null() | (pl.col("leave_date") > pl.col("month_end")))
+        .with_columns(
+            label=(pl.col("leave_date").is_not_null() & (pl.col("leave_date") <= horizon)).cast(
+                pl.Int8
+            )
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pl.DataFrame
+    test: pl.DataFrame
+    train_months: list[date]
+    test_months: list[date]
+
+
+def time_split(
+    labelled: pl.DataFrame,
+    test_fraction: float = 0.3,
+    horizon_days: int = HORIZON_DAYS,
+    purge: bool = True,
+) -> Split:
+    """Last ``test_fraction`` of the labelled months (at least one) are the test set.
+
+    With ``purge``, training months whose label window (month end + horizon) reaches the
+    first test month are dropped, so a leave event inside the test period never labels a
+    training row.
+    """
+    months = sorted(labelled["month"].unique().to_list())
+    if len(months) < 2:
+        raise NotEnoughHistory(f"need >= 2 labelled months, have {len(months)}")
+    n_test = max(1, math.ceil(len(months) * test_fraction))
+    test_months = months[-n_test:]
+    first_test = test_months[0]
+    train_months = [m for m in months[:-n_test]]
+    if purge:
+        train_months = [
+            m for m in train_months if month_end(m) + timedelta(days=horizon_days) < first_test
+        ]
+    if not train_months:
+        raise NotEnoughHistory(
+            f"no training month left before {first_test} after purging the {horizon_days}-day "
+            f"label window; labelled months: {months[0]}..{months[-1]}"
+        )
+    train = labelled.filter(pl.col("month").is_in(train_months))
+    test = labelled.filter(pl.col("month").is_in(test_months))
+    return Split(train, test, train_months, test_months)
+
+
+def matrix(frame: pl.DataFrame) -> np.ndarray:
+    """X as float64 with NaN for missing values (the model handles NaN natively)."""
+    return frame.select(pl.col(c).cast(pl.Float64) for c in FEATURE_COLUMNS).to_numpy()
+
+
+@dataclass
+class TrainedModel:
+    """What is saved with joblib: the estimator plus what is needed to use it honestly."""
+
+    version: str
+    model: HistGradientBoostingClassifier
+    feature_columns: tuple[str, ...]
+    medians: dict[str, float]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _nanmedian(values: np.ndarray) -> float:
+    """Median ignoring NaN; 0.0 for an all-missing column (the model never saw a value)."""
+    finite = values[~np.isnan(values)]
+    return float(np.median(finite)) if finite.size else 0.0
+
+
+def _month_range(months: list[date]) -> str:
+    return f"{months[0]:%Y-%m}..{months[-1]:%Y-%m}" if months else ""
+
+
+def _fingerprint(frame: pl.DataFrame) -> str:
+    payload = frame.select("agent_id", "month", "label").sort("agent_id", "month").write_csv()
+    return hashlib.sha256(payload.encode()).hexdigest()[:8]
+
+
+def train_attrition_model(
+    features: pl.DataFrame,
+    roster: pl.DataFrame,
+    observed_until: date,
+    *,
+    test_fraction: float = 0.3,
+    purge: bool = True,
+    shuffle_labels_seed: int | None = None,
+    now: datetime | None = None,
+) -> TrainedModel:
+    """Label, split by time, fit a histogram gradient-boosting classifier, score the test set.
+
+    ``shuffle_labels_seed`` permutes the training labels: the negative control whose AUC
+    must fall to chance (used by the tests; never in production).
+    """
+    labelled = label(model_frame(features, roster), observed_until)
+    split = time_split(labelled, test_fraction=test_fraction, purge=purge)
+    y_train = split.train["label"].to_numpy()
+    if shuffle_labels_seed is not None:
+        y_train = np.random.default_rng(shuffle_labels_seed).permutation(y_train)
+    if len(set(y_train.tolist())) < 2:
+        raise NotEnoughHistory("training labels have a single class")
+    x_train = matrix(split.train)
+    model = HistGradientBoostingClassifier(
+        max_iter=200,
+        learning_rate=0.05,
+        max_depth=3,
+        min_samples_leaf=20,
+        l2_regularization=1.0,
+        random_state=0,
+    )
+    model.fit(x_train, y_train)
+    y_test = split.test["label"].to_numpy()
+    proba = model.predict_proba(matrix(split.test))[:, 1] if split.test.height else np.array([])
+    two_classes = len(set(y_test.tolist())) == 2
+    trained_at = (now or datetime.now(UTC)).astimezone(UTC)
+    version = f"{trained_at:%Y%m%dT%H%M%SZ}-{_fingerprint(labelled)}"
+    medians = {c: _nanmedian(x_train[:, j]) for j, c in enumerate(FEATURE_COLUMNS)}
+    metrics: dict[str, Any] = {
+        "model_version": version,
+        "trained_at": trained_at,
+        "train_months": _month_range(split.train_months),
+        "test_months": _month_range(split.test_months),
+        "n_train": int(split.train.height),
+        "n_test": int(split.test.height),
+        "base_rate": float(y_test.mean()) if y_test.size else None,
+        "roc_auc": float(roc_auc_score(y_test, proba)) if two_classes else None,
+        "average_precision": float(average_precision_score(y_test, proba)) if two_classes else None,
+    }
+    return TrainedModel(version, model, FEATURE_COLUMNS, medians, metrics)
+
+
+def metrics_frame(trained: TrainedModel) -> pl.DataFrame:
+    """One ATTRITION_MODEL_METRICS row for the trained model."""
+    return pl.DataFrame([trained.metrics], schema=METRICS_SCHEMA, orient="row")
+
+
+def save_model(trained: TrainedModel, models_dir: str | Path) -> Path:
+    """``<models_dir>/attrition-<version>.joblib``; versions never overwrite each other."""
+    path = Path(models_dir) / f"attrition-{trained.version}.joblib"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".joblib.tmp")
+    joblib.dump(trained, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_model(path: str | Path) -> TrainedModel:
+    obj = joblib.load(path)
+    if not isinstance(obj, TrainedModel):
+        raise TypeError(f"{path} does not hold a TrainedModel")
+    return obj
+
+
+def latest_model_path(models_dir: str | Path) -> Path | None:
+    """Newest saved model (versions start with a UTC timestamp, so they sort by time)."""
+    paths = sorted(Path(models_dir).glob("attrition-*.joblib"))
+    return paths[-1] if paths else None
+
+
+def contributions(trained: TrainedModel, x: np.ndarray) -> np.ndarray:
+    """risk(x) - risk(x with feature j set to its training median), for every row and feature."""
+    base = trained.model.predict_proba(x)[:, 1]
+    out = np.zeros_like(x, dtype=float)
+    for j, col in enumerate(trained.feature_columns):
+        x_j = x.copy()
+        x_j[:, j] = trained.medians[col]
+        out[:, j] = base - trained.model.predict_proba(x_j)[:, 1]
+    return out
+
+
+def score_agents(
+    trained: TrainedModel,
+    features: pl.DataFrame,
+    roster: pl.DataFrame,
+    month: date | None = None,
+    top_k: int = 3,
+) -> pl.DataFrame:
+    """Risk for every agent active at the end of ``month`` (default: latest) with features then.
+
+    ``top_features`` is a JSON list of the ``top_k`` features with the largest absolute
+    median-replacement contribution: ``{"feature", "value", "contribution"}`` (positive =
+    this value raises the risk compared with a typical agent).
+    """
+    frame = model_frame(features, roster)
+    if frame.is_empty():
+        return pl.DataFrame(schema=RISK_SCHEMA)
+    target = month or frame["month"].max()
+    rows = frame.filter(pl.col("month") == target).filter(
+        pl.col("leave_date").is_null() | (pl.col("leave_date") > pl.col("month_end"))
+    )
+    if rows.is_empty():
+        return pl.DataFrame(schema=RISK_SCHEMA)
+    x = matrix(rows)
+    risk = trained.model.predict_proba(x)[:, 1]
+    contrib = contributions(trained, x)
+    tops: list[str] = []
+    for i in range(x.shape[0]):
+        order = np.argsort(-np.abs(contrib[i]))[:top_k]
+        tops.append(
+            json.dumps(
+                [
+                    {
+                        "feature": trained.feature_columns[j],
+                        "value": None if np.isnan(x[i, j]) else round(float(x[i, j]), 4),
+                        "contribution": round(float(contrib[i, j]), 4),
+                    }
+                    for j in order
+                ]
+            )
+        )
+    return pl.DataFrame(
+        {
+            "agent_id": rows["agent_id"],
+            "month": rows["month"],
+            "risk": risk,
+            "top_features": tops,
+            "model_version": [trained.version] * rows.height,
+        },
+        schema=RISK_SCHEMA,
+    ).sort("risk", descending=True)
+
+
+def observable_until(scores_max_date: date | None, features: pl.DataFrame) -> date:
+    """The last day the data describes: the newest scored day, else the newest month's end."""
+    if scores_max_date is not None:
+        return scores_max_date
+    if features.is_empty():
+        return date.min
+    latest = features["month"].max()
+    assert isinstance(latest, date)
+    return month_end(latest)
+
+
+__all__ = [
+    "FEATURE_COLUMNS",
+    "HORIZON_DAYS",
+    "NotEnoughHistory",
+    "TrainedModel",
+    "add_months",
+    "contributions",
+    "label",
+    "latest_model_path",
+    "load_model",
+    "metrics_frame",
+    "model_frame",
+    "save_model",
+    "score_agents",
+    "time_split",
+    "train_attrition_model",
+]
