@@ -8,8 +8,9 @@ them row by row with ``pl.concat`` is orders of magnitude slower.
 Text has to survive two hostile things on its way to DuckDB:
 
 * lone UTF-16 surrogates (``"\\ud800"`` is legal JSON and ``json.loads`` keeps it),
-  which no UTF-8 store can hold: ``clean_text`` replaces them with U+FFFD, and
-  ``to_json`` escapes them (``\\ud800``) so JSON columns stay lossless;
+  which no UTF-8 store can hold and DuckDB's JSON parser refuses even escaped:
+  ``clean_text`` and ``to_json`` replace them with U+FFFD; only quarantine payloads
+  (a VARCHAR column) keep them losslessly as ``\\ud800`` escapes (``lossless=True``);
 * non-finite floats (``NaN``/``Infinity`` are accepted by ``json.loads`` but are not
   JSON): ``to_json`` writes them as the strings ``"NaN"``, ``"Infinity"``,
   ``"-Infinity"`` so DuckDB's JSON type accepts the text.
@@ -114,11 +115,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def to_json(value: Any) -> str:
+def to_json(value: Any, *, lossless: bool = False) -> str:
     """Strict JSON text of ``value`` for a JSON column; raises ``TypeError`` for junk.
 
-    Non-ASCII text stays readable (``ensure_ascii=False``); text with lone surrogates
-    falls back to ``\\uXXXX`` escapes so nothing is lost and the result is valid UTF-8.
+    Non-ASCII text stays readable (``ensure_ascii=False``). Lone surrogates become
+    U+FFFD (DuckDB's JSON type refuses them), or with ``lossless`` ``\\uXXXX``
+    escapes, which are valid UTF-8 but only fit a VARCHAR column.
     """
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
@@ -128,18 +130,20 @@ def to_json(value: Any) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(value, ensure_ascii=True, allow_nan=False)
+        if lossless:
+            return json.dumps(value, ensure_ascii=True, allow_nan=False)
+        return _SURROGATE.sub("\ufffd", text)
     return text
 
 
-def safe_json(value: Any) -> str:
+def safe_json(value: Any, *, lossless: bool = False) -> str:
     """JSON text of ``value`` (e.g. a record as received, for quarantine); never raises.
 
     Values JSON cannot represent (a Python object, a tuple key, a cycle) are stored
-    as the JSON string of their ``repr``, so the payload column is always valid JSON.
+    as the JSON string of their ``repr``, so the result is always valid JSON.
     """
     try:
-        return to_json(value)
+        return to_json(value, lossless=lossless)
     except (TypeError, ValueError, RecursionError):
         try:
             rep = repr(value)

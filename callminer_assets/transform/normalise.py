@@ -163,7 +163,7 @@ def normalise_transcripts(
         q["source"].append(source)
         q["record_id"].append(rid)
         q["reason"].append(reason)
-        q["payload"].append(safe_json(payload))
+        q["payload"].append(safe_json(payload, lossless=True))
         q["quarantined_at"].append(now)
 
     cols = ("interaction_id", "interaction_date", "start_time", "channel", "mailbox")

@@ -201,7 +201,7 @@ def validate_interactions(
         except _Refused as refused:
             q_ids.append(None if rid is None else clean_text(rid))
             q_reasons.append(str(refused.args[0]))
-            q_payloads.append(safe_json(record))
+            q_payloads.append(safe_json(record, lossless=True))
 
     interactions = frame_from_columns(
         INTERACTIONS,

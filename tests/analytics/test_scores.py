@@ -62,7 +62,9 @@ def qa(
     }
     values.update(over)
     ev_by = evidence or {}
-    return [ev(iid, "qa_compliance", b, v, run=run, evidence=ev_by.get(b)) for b, v in values.items()]
+    return [
+        ev(iid, "qa_compliance", b, v, run=run, evidence=ev_by.get(b)) for b, v in values.items()
+    ]
 
 
 @pytest.fixture
@@ -95,7 +97,11 @@ def frames() -> tuple[pl.DataFrame, pl.DataFrame]:
         "topic_primary": "billing",
     }
     rows += [ev("I1", "experience_quality", b, v, run="e1") for b, v in eq.items()]
-    aw = {"frustration_markers": 1, "coaching_receptivity": 0.5, "customer_escalation_requested": False}
+    aw = {
+        "frustration_markers": 1,
+        "coaching_receptivity": 0.5,
+        "customer_escalation_requested": False,
+    }
     rows += [ev("I1", "agent_wellbeing", b, v, run="w1") for b, v in aw.items()]
     # I2: qa only; experience_quality failed -> its columns NULL.
     rows += qa("I2", "r2", 0.8)
@@ -104,7 +110,11 @@ def frames() -> tuple[pl.DataFrame, pl.DataFrame]:
     rows.append(ev("I3", "qa_compliance", None, None, run="r3", status="failed"))
     evaluations = pl.DataFrame(rows)
     interactions = pl.DataFrame(
-        {"interaction_id": ["I1", "I2", "I3"], "agent_id": ["A1", None, "A3"], "channel": ["voice", "chat", "email"]}
+        {
+            "interaction_id": ["I1", "I2", "I3"],
+            "agent_id": ["A1", None, "A3"],
+            "channel": ["voice", "chat", "email"],
+        }
     )
     return evaluations, interactions
 
@@ -132,7 +142,9 @@ def test_scores_exact_columns_and_typed_values(frames: tuple[pl.DataFrame, pl.Da
     assert i2["agent_id"] is None and i2["channel"] == "chat"
 
 
-def test_findings_every_failed_item_has_its_evidence(frames: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+def test_findings_every_failed_item_has_its_evidence(
+    frames: tuple[pl.DataFrame, pl.DataFrame],
+) -> None:
     findings = compliance_findings(*frames)
     assert findings.columns == COMPLIANCE_FINDINGS.column_names
     assert dict(findings.schema) == FINDINGS_SCHEMA
@@ -161,6 +173,8 @@ def test_empty_input_gives_empty_typed_frames() -> None:
     from callminer_assets.warehouse.schema import EVALUATIONS
 
     empty = pl.DataFrame(schema={c: pl.String for c in EVALUATIONS.column_names})
-    inter = pl.DataFrame(schema={"interaction_id": pl.String, "agent_id": pl.String, "channel": pl.String})
+    inter = pl.DataFrame(
+        schema={"interaction_id": pl.String, "agent_id": pl.String, "channel": pl.String}
+    )
     assert score_interactions(empty, inter).columns == INTERACTION_SCORES.column_names
     assert compliance_findings(empty, inter).height == 0
