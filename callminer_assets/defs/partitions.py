@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from datetime import date
 
+import warnings
+
 import dagster as dg
+
+# backfill_policy is beta but is exactly what we need (see docs/decisions/0003).
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 START_DATE = os.environ.get("CALLMINER_START_DATE", "2025-01-01")
 

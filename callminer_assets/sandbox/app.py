@@ -80,7 +80,9 @@ class SandboxConfig:
     semarize_key: str = "smz_test_sandbox"
     short_page_rate: float = 0.1  # pages cut short below the limit (always, as the contract allows)
     drift_rate: float | None = None  # page-drift duplicates; default 0 / 0.1 with faults
-    pending_fraction: float = 0.03  # transcripts pending for their first ``pending_fetches`` fetches
+    pending_fraction: float = (
+        0.03  # transcripts pending for their first ``pending_fetches`` fetches
+    )
     pending_fetches: int = 1
     pending_lag_s: float = 900.0  # transcripts of interactions that ended less ago are pending
     pending_style: PendingStyle = "mixed"  # 404 / 202 processing / 200 processing
@@ -321,7 +323,9 @@ class _FaultMiddleware:
                 raise DroppedConnection()
         await self.app(scope, receive, logged_send)
 
-    async def _respond_429(self, scope: Scope, receive: Receive, send: Send, date_form: bool) -> None:
+    async def _respond_429(
+        self, scope: Scope, receive: Receive, send: Send, date_form: bool
+    ) -> None:
         wait = self.state.faults.retry_after_s
         if date_form:
             retry = email.utils.formatdate(time.time() + wait, usegmt=True)
@@ -392,7 +396,9 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         return None
 
     async def token(request: Request) -> Response:
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        form = {
+            k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()
+        }
         cid, secret = form.get("client_id"), form.get("client_secret")
         basic = request.headers.get("authorization", "")
         if basic[:6].lower() == "basic " and cid is None:
@@ -450,7 +456,10 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         return out
 
     def page_size(limit: int, wkey: str, offset: int) -> int:
-        if limit > 1 and _u(st.config.seed, "short", wkey, offset, limit) < st.faults.short_page_rate:
+        if (
+            limit > 1
+            and _u(st.config.seed, "short", wkey, offset, limit) < st.faults.short_page_rate
+        ):
             return 1 + _h(st.config.seed, "shortlen", wkey, offset) % (limit - 1)
         return limit
 
@@ -482,7 +491,11 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
                 offset = got
             size = page_size(limit, wkey, offset)
             page = records[offset : offset + size]
-            if offset > 0 and page and _u(st.config.seed, "drift", wkey, offset) < st.faults.drift_rate:
+            if (
+                offset > 0
+                and page
+                and _u(st.config.seed, "drift", wkey, offset) < st.faults.drift_rate
+            ):
                 page = [records[offset - 1], *page]
             nxt = offset + size
             token_ = _encode_token(nxt, start, end) if nxt < len(records) else None
@@ -518,9 +531,9 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         ):
             pending = True
         if pending:
-            style = st.config.pending_style
+            style: str = st.config.pending_style
             if style == "mixed":
-                style = ("404", "202", "200")[_h(st.config.seed, "pstyle", iid) % 3]  # type: ignore[assignment]
+                style = ("404", "202", "200")[_h(st.config.seed, "pstyle", iid) % 3]
             if style == "404":
                 return _err(404, "not_found", "transcript not available yet")
             return _json({"interactionId": iid, "status": "processing"}, int(style))
@@ -571,18 +584,19 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
         idem = request.headers.get("idempotency-key")
         if idem and idem in st.idempotency:
-            run = st.runs[st.idempotency[idem]]
-            if mode == "sync" and run["status"] in ("succeeded", "failed"):
-                return _json(run_view(run))
+            prev = st.runs[st.idempotency[idem]]
             if mode == "sync":
-                finish(run)
-                return _json(run_view(run))
-            return _json({"id": run["id"], "status": run["status"]}, 202)
+                finish(prev)
+                return _json(run_view(prev))
+            return _json({"id": prev["id"], "status": prev["status"]}, 202)
         th = transcript_hash(text)
         st.runs_started += 1
         st.billing[(th, kit_code)] += 1
         n = st.runs_started
-        run_id = "run_" + hashlib.sha256(f"{st.config.seed}|{n}|{th}|{kit_code}".encode()).hexdigest()[:20]
+        run_id = (
+            "run_"
+            + hashlib.sha256(f"{st.config.seed}|{n}|{th}|{kit_code}".encode()).hexdigest()[:20]
+        )
         kit = KITS[kit_code]
         f = st.faults
         usage = {"input_tokens": max(1, len(text) // 4)}

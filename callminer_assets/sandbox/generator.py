@@ -248,7 +248,7 @@ class Generator:
         self, day: date, hostile: bool = False
     ) -> tuple[list[tuple[datetime | None, Any]], dict[str, Spec]]:
         """(records with their UTC start, or None for malformed; specs by id) for one UTC day."""
-        return self._day_cache(day, hostile)  # type: ignore[no-any-return]
+        return self._day_cache(day, hostile)
 
     def _day(
         self, day: date, hostile: bool
@@ -515,14 +515,14 @@ class Generator:
         elif spec.channel == "chat":
             step = spec.duration / n
             for i, (role, text) in enumerate(utts):
-                t0 = spec.start + timedelta(seconds=round(i * step))
+                ts = spec.start + timedelta(seconds=round(i * step))
                 u: dict[str, Any] = {
                     "speakerRole": role,
-                    "startTime": t0.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    "startTime": ts.isoformat(timespec="seconds").replace("+00:00", "Z"),
                     "text": text,
                 }
                 if rng.random() > 0.3:
-                    t1 = t0 + timedelta(seconds=max(1, round(step * 0.5)))
+                    t1 = ts + timedelta(seconds=max(1, round(step * 0.5)))
                     u["endTime"] = t1.isoformat(timespec="seconds").replace("+00:00", "Z")
                 body.append(u)
             fmt = "plain"

@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 
 from callminer_assets.lib.errors import DataError
+from callminer_assets.transform.frames import polars_schema
 from callminer_assets.warehouse.schema import TABLES, Table
 
 
@@ -172,7 +173,7 @@ class Warehouse:
         sql = f"SELECT {cols} FROM {table.qualified}"  # noqa: S608 - identifiers from schema.py
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        return self.query(sql, params)
+        return self.query(sql, params).cast(dict(polars_schema(table)))
 
     def publish(self) -> Path:
         """Copy a checkpointed snapshot of the working copy over the published file, atomically."""

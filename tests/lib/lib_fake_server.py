@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import uvicorn
 from starlette.applications import Starlette
@@ -96,7 +97,7 @@ class Fake:
     async def token(self, request: Request) -> Response:
         if (r := await self._guard(request)) is not None:
             return r
-        form = await request.form()
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         if form.get("client_id") != "cid" or form.get("client_secret") != SECRET:
             desc = f"bad secret {form.get('client_secret')}" if self.echo_secret else "bad"
             self._record(request, 401)

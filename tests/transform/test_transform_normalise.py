@@ -25,7 +25,11 @@ def interactions(*specs: tuple[str, str]) -> pl.DataFrame:
     """An INTERACTIONS frame built through the real validator."""
     records = []
     for iid, channel in specs:
-        r: dict[str, Any] = {"id": iid, "channel": channel, "startTime": "2025-01-15T11:00:00+01:00"}
+        r: dict[str, Any] = {
+            "id": iid,
+            "channel": channel,
+            "startTime": "2025-01-15T11:00:00+01:00",
+        }
         if channel == "email":
             r["mailbox"] = MAILBOX
         records.append(r)
@@ -107,7 +111,12 @@ def test_chat_iso_times_relative_to_start_end_may_be_absent() -> None:
                         "text": "hi",
                     },
                     {"speakerRole": "agent", "startTime": "2025-01-15T10:01:00.5Z", "text": "yo"},
-                    {"speakerRole": "agent", "startTime": "junk", "endTime": "2025-01-15T10:02:00", "text": "z"},
+                    {
+                        "speakerRole": "agent",
+                        "startTime": "junk",
+                        "endTime": "2025-01-15T10:02:00",
+                        "text": "z",
+                    },
                 ],
             )
         ],

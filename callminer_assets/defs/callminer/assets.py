@@ -4,7 +4,6 @@ Each run handles one day or a backfill range of days; every write replaces
 exactly those days' rows, so re-running is idempotent.
 """
 
-from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta

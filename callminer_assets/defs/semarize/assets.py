@@ -1,6 +1,5 @@
 """Semarize evaluations: every available transcript x kit, paid for once."""
 
-from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence

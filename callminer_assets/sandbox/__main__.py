@@ -1,0 +1,114 @@
+"""``python -m callminer_assets.sandbox``: the CallMiner + Semarize sandbox as a real server.
+
+Prints exactly one line, ``sandbox: listening on http://127.0.0.1:P``, once it
+accepts connections (scripts and tests wait for it), then runs until stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from callminer_assets.sandbox.app import SandboxConfig
+from callminer_assets.sandbox.server import serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = SandboxConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m callminer_assets.sandbox",
+        description="CallMiner- and Semarize-compatible sandbox API with synthetic data and faults.",
+    )
+    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 = any free port)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of all synthetic data")
+    p.add_argument("--per-day", type=int, default=d.per_day, help="interactions per UTC day")
+    p.add_argument(
+        "--pagination",
+        choices=("token", "offset", "bare"),
+        default=d.pagination,
+        help="listing pagination: nextPage token, offset/total, or bare JSON array (offset)",
+    )
+    p.add_argument(
+        "--array-key",
+        choices=("interactions", "items", "data"),
+        default=d.array_key,
+        help="key of the interactions array in listing bodies",
+    )
+    p.add_argument("--max-page-size", type=int, default=d.max_page_size, help="server cap on limit")
+    p.add_argument(
+        "--faults",
+        choices=("none", "transport", "hostile"),
+        default=d.faults,
+        help="transport: 429/5xx/drops/slow/invalid_token/page drift; hostile: also bad records",
+    )
+    p.add_argument(
+        "--fault-rate", type=float, default=d.fault_rate, help="share of faulted requests"
+    )
+    p.add_argument("--token-ttl", type=float, default=d.token_ttl, help="access token lifetime, s")
+    p.add_argument(
+        "--rate-limit", type=float, default=None, help="max requests/s per API (429 above)"
+    )
+    p.add_argument(
+        "--latency-ms", type=int, default=d.latency_ms, help="latency added to every request"
+    )
+    p.add_argument(
+        "--pending-fraction",
+        type=float,
+        default=d.pending_fraction,
+        help="share of transcripts pending for their first fetch(es)",
+    )
+    p.add_argument(
+        "--pending-lag-s",
+        type=float,
+        default=d.pending_lag_s,
+        help="transcripts of interactions that ended less than this ago are pending",
+    )
+    p.add_argument("--client-id", default=d.client_id, help="accepted OAuth client id")
+    p.add_argument("--client-secret", default=d.client_secret, help="accepted OAuth client secret")
+    p.add_argument("--semarize-key", default=d.semarize_key, help="accepted Semarize API key")
+    p.add_argument("--log-level", default="warning", help="uvicorn log level")
+    return p
+
+
+def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
+    return SandboxConfig(
+        seed=ns.seed,
+        per_day=ns.per_day,
+        pagination=ns.pagination,
+        array_key=ns.array_key,
+        max_page_size=ns.max_page_size,
+        faults=ns.faults,
+        fault_rate=ns.fault_rate,
+        token_ttl=ns.token_ttl,
+        rate_limit=ns.rate_limit,
+        latency_ms=ns.latency_ms,
+        pending_fraction=ns.pending_fraction,
+        pending_lag_s=ns.pending_lag_s,
+        client_id=ns.client_id,
+        client_secret=ns.client_secret,
+        semarize_key=ns.semarize_key,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with serve(config_from_args(ns), port=ns.port, log_level=ns.log_level) as url:
+        print(f"sandbox: listening on {url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Attrition labels, the time-ordered (purged) split, signal vs. shuffled-label control."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from callminer_assets.transform.attrition import (
+    FEATURE_COLUMNS,
+    NotEnoughHistory,
+    label,
+    latest_model_path,
+    load_model,
+    metrics_frame,
+    model_frame,
+    save_model,
+    score_agents,
+    time_split,
+    train_attrition_model,
+)
+from callminer_assets.transform.features import FEATURES_SCHEMA, add_months, month_end
+from callminer_assets.warehouse.schema import ATTRITION_MODEL_METRICS, ATTRITION_RISK
+
+START = date(2024, 1, 1)
+N_MONTHS = 18
+
+
+def synthetic(n_agents: int = 160, seed: int = 7) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Agents whose frustration rises and quality falls in the 3 months before they leave."""
+    rng = np.random.default_rng(seed)
+    roster, feats = [], []
+    end = add_months(START, N_MONTHS)
+    for i in range(n_agents):
+        hire = START - timedelta(days=int(rng.integers(30, 900)))
+        leave = None
+        if rng.random() < 0.45:
+            leave = START + timedelta(days=int(rng.integers(40, (end - START).days + 150)))
+        roster.append((f"AG{i:03d}", f"Agent {i}", "t1", hire, leave))
+        base_frus = rng.uniform(0.05, 0.25)
+        for k in range(N_MONTHS):
+            m = add_months(START, k)
+            if leave is not None and leave < m:
+                break
+            days_to_leave = (leave - month_end(m)).days if leave else 10_000
+            stress = 1.0 if 0 < days_to_leave <= 90 else 0.0
+            n = int(rng.integers(5, 40))
+            feats.append(
+                {
+                    "agent_id": f"AG{i:03d}",
+                    "month": m,
+                    "interactions": n,
+                    "low_volume": n < 10,
+                    "frustration_frequency": float(
+                        np.clip(base_frus + 0.3 * stress + rng.normal(0, 0.05), 0, 1)
+                    ),
+                    "coaching_receptivity": float(
+                        np.clip(0.6 - 0.2 * stress + rng.normal(0, 0.1), 0, 1)
+                    ),
+                    "performance_trend_slope": float(-0.01 * stress + rng.normal(0, 0.004)),
+                    "customer_escalation_rate": float(rng.uniform(0, 0.2)),
+                    "mean_compliance": float(rng.uniform(0.7, 1.0)),
+                    "mean_empathy": float(rng.uniform(0.4, 0.9)),
+                    "mean_resolution": float(rng.uniform(0.4, 0.9)),
+                    "mean_effort": float(rng.uniform(0.2, 0.6)),
+                    "share_voice": 0.6,
+                    "share_chat": 0.2,
+                    "share_email": 0.15,
+                    "share_video": 0.05,
+                }
+            )
+    features = pl.DataFrame(feats, schema=FEATURES_SCHEMA, orient="row")
+    roster_df = pl.DataFrame(
+        roster,
+        schema={
+            "agent_id": pl.String,
+            "agent_name": pl.String,
+            "team": pl.String,
+            "hire_date": pl.Date,
+            "leave_date": pl.Date,
+        },
+        orient="row",
+    )
+    return features, roster_df
+
+
+OBSERVED = month_end(add_months(START, N_MONTHS - 1))  # data ends with the last month
+
+
+def test_label_hand_case() -> None:
+    features = pl.DataFrame(
+        [
+            {"agent_id": "X", "month": m, "interactions": 10, "low_volume": False}
+            for m in (date(2024, 12, 1), date(2025, 1, 1), date(2025, 3, 1), date(2025, 4, 1))
+        ]
+    )
+    roster = pl.DataFrame(
+        {"agent_id": ["X"], "hire_date": [date(2020, 1, 1)], "leave_date": [date(2025, 4, 15)]}
+    )
+    lab = label(
+        model_frame(
+            features.with_columns(
+                **{
+                    c: pl.lit(None, dtype=pl.Float64)
+                    for c in FEATURES_SCHEMA
+                    if c not in features.columns
+                }
+            ),
+            roster,
+        ),
+        observed_until=date(2025, 12, 31),
+    )
+    got = dict(zip(lab["month"].to_list(), lab["label"].to_list(), strict=True))
+    # Dec 31 + 90 d = Mar 31 < Apr 15 -> 0; Jan 31 + 90 d = May 1 >= Apr 15 -> 1; March -> 1;
+    # April: already gone by Apr 30 -> not a row at all.
+    assert got == {date(2024, 12, 1): 0, date(2025, 1, 1): 1, date(2025, 3, 1): 1}
+    # a horizon not yet observable is not labelled (unknown, not negative)
+    lab2 = label(
+        model_frame(
+            features.with_columns(
+                **{
+                    c: pl.lit(None, dtype=pl.Float64)
+                    for c in FEATURES_SCHEMA
+                    if c not in features.columns
+                }
+            ),
+            roster.with_columns(leave_date=pl.lit(None, dtype=pl.Date)),
+        ),
+        observed_until=date(2025, 5, 1),
+    )
+    # Jan 31 + 90 d = May 1 is observable on May 1; Mar 31 + 90 d = Jun 29 is not
+    assert lab2["month"].to_list() == [date(2024, 12, 1), date(2025, 1, 1)]
+
+
+def test_time_split_has_no_leakage() -> None:
+    features, roster = synthetic()
+    labelled = label(model_frame(features, roster), OBSERVED)
+    # the last 3 months cannot be labelled yet
+    assert labelled["month"].max() == add_months(START, N_MONTHS - 4)
+    split = time_split(labelled, test_fraction=0.3)
+    first_test = min(split.test_months)
+    assert max(split.train_months) < first_test
+    assert split.train["month"].max() < split.test["month"].min()
+    for m in split.train_months:  # purged: no training label looks into the test period
+        assert month_end(m) + timedelta(days=90) < first_test
+    assert set(split.train["month"]).isdisjoint(set(split.test["month"]))
+    unpurged = time_split(labelled, test_fraction=0.3, purge=False)
+    assert len(unpurged.train_months) > len(split.train_months)
+    with pytest.raises(NotEnoughHistory):
+        time_split(labelled.filter(pl.col("month") == START))
+
+
+def test_signal_is_learned_and_shuffled_labels_fall_to_chance(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    features, roster = synthetic()
+    trained = train_attrition_model(features, roster, OBSERVED)
+    m = trained.metrics
+    assert m["roc_auc"] >= 0.75, m
+    assert 0 < m["base_rate"] < 1 and m["n_train"] > 0 and m["n_test"] > 0
+    assert m["train_months"] < m["test_months"]
+    aucs = [
+        train_attrition_model(features, roster, OBSERVED, shuffle_labels_seed=s).metrics["roc_auc"]
+        for s in (1, 2, 3, 4, 5)
+    ]
+    assert abs(float(np.mean(aucs)) - 0.5) < 0.1, aucs
+
+    mf = metrics_frame(trained)
+    assert mf.columns == ATTRITION_MODEL_METRICS.column_names and mf.height == 1
+
+    path = save_model(trained, tmp_path / "models")
+    assert path.name == f"attrition-{trained.version}.joblib"
+    assert latest_model_path(tmp_path / "models") == path
+    loaded = load_model(path)
+
+    risk = score_agents(loaded, features, roster)
+    assert risk.columns == ATTRITION_RISK.column_names
+    latest = add_months(START, N_MONTHS - 1)
+    active = features.join(roster, on="agent_id").filter(
+        (pl.col("month") == latest)
+        & (pl.col("leave_date").is_null() | (pl.col("leave_date") > month_end(latest)))
+    )
+    assert sorted(risk["agent_id"]) == sorted(active["agent_id"])
+    assert risk["risk"].is_between(0, 1).all()
+    top = json.loads(risk["top_features"][0])
+    assert len(top) == 3 and {t["feature"] for t in top} <= set(FEATURE_COLUMNS)
+    assert set(risk["model_version"]) == {trained.version}
