@@ -14,10 +14,15 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 import dagster as dg
-import duckdb
 
-from callminer_assets.defs.partitions import daily_partitions, monthly_partitions
+from callminer_assets.defs.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    daily_partitions,
+    monthly_partitions,
+)
 from callminer_assets.warehouse.schema import TABLES
+from callminer_assets.warehouse.store import connect_published
 
 
 def _month_chunks(start: date, end: date) -> list[tuple[date, date]]:
@@ -32,8 +37,8 @@ def _month_chunks(start: date, end: date) -> list[tuple[date, date]]:
 
 def _range_tags(first: str, last: str) -> dict[str, str]:
     return {
-        dg.ASSET_PARTITION_RANGE_START_TAG: first,
-        dg.ASSET_PARTITION_RANGE_END_TAG: last,
+        RANGE_START_TAG: first,
+        RANGE_END_TAG: last,
         "callminer/trigger": "cli",
     }
 
@@ -83,7 +88,7 @@ def run(start: date, end: date) -> None:
 
 def summary(duckdb_path: str) -> str:
     """Rows per table and the headline numbers, read from the published warehouse."""
-    con = duckdb.connect(duckdb_path, read_only=True)
+    con = connect_published(duckdb_path)
     try:
         present = {
             f"{s}.{n}"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from datetime import date
-
 import warnings
+from datetime import date
 
 import dagster as dg
 
@@ -26,3 +25,8 @@ MONTHLY_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=6)
 
 # Every asset that writes DuckDB runs in this pool (limit 1 in dagster.yaml).
 DUCKDB_POOL = "duckdb_writer"
+
+# Tags that make one run cover a range of partitions (what backfills with a
+# BackfillPolicy send); dagster exposes no public constant for them.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"

@@ -295,11 +295,11 @@ def published_pending(published_path: Path) -> list[PendingPartition]:
         ).fetchone()
         if not exists or not exists[0]:
             return []
-        rows = con.execute(
-            "SELECT CAST(interaction_date AS VARCHAR), count(*), min(first_seen_pending_at)"
-            " FROM callminer.transcripts WHERE status = ? GROUP BY 1 ORDER BY 1",
-            ["pending"],
-        ).fetchall()
+        # Catalog-qualified: a file named callminer.duckdb makes "callminer" ambiguous.
+        (catalog,) = con.execute("SELECT current_database()").fetchone() or ("",)
+        table = '"' + str(catalog).replace('"', '""') + '".callminer.transcripts'
+        sql = f"SELECT CAST(interaction_date AS VARCHAR), count(*), min(first_seen_pending_at) FROM {table} WHERE status = ? GROUP BY 1 ORDER BY 1"  # noqa: S608 - quoted identifier, value bound
+        rows = con.execute(sql, ["pending"]).fetchall()
     finally:
         con.close()
     out = []

@@ -20,7 +20,11 @@ import httpx
 from callminer_assets.lib.errors import AuthError, DataError
 from callminer_assets.lib.http import HttpBase, LoggerLike, gather_all
 from callminer_assets.lib.models import TranscriptFetch, Window
-from callminer_assets.lib.settings import TOKEN_REFRESH_MARGIN_FRACTION, CallMinerSettings
+from callminer_assets.lib.settings import (
+    MIN_TOKEN_REUSE_S,
+    TOKEN_REFRESH_MARGIN_FRACTION,
+    CallMinerSettings,
+)
 
 ARRAY_KEYS: tuple[str, ...] = ("interactions", "items", "data")
 _PENDING_STATUSES = frozenset({"processing", "pending", "queued", "in_progress", "transcribing"})
@@ -108,7 +112,9 @@ class TokenProvider:
         expires_in = body.get("expires_in")
         if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
             expires_in = 3600.0
-        lifetime = max(float(expires_in), 0.0)
+        # A server sending expires_in <= 0 must not make every request fetch its own token
+        # (a 401 on use still triggers exactly one refresh).
+        lifetime = float(expires_in) if expires_in > 0 else MIN_TOKEN_REUSE_S
         margin = min(
             self._settings.token_refresh_margin_s, lifetime * TOKEN_REFRESH_MARGIN_FRACTION
         )

@@ -116,29 +116,50 @@ class SemarizeClient:
         if status in _REFUSED:
             error = self.http.redact(error_detail(response)) or f"HTTP {status}"
             return EvalOutcome(request, "failed", None, request.kit_version, error=error)
-        if status == 504 or (status in (200, 201, 202) and not self._finished(response, name)):
+        if status == 504 or (response.is_success and not self._complete(response, name)):
+            # Queued/running, a sync 504, or a terse 202 for an idempotent re-send (which may
+            # already be finished): the full run comes from GET /v1/runs/{id}.
             run_id = _run_id(response)
             if run_id is None:
                 raise DataError(f"run accepted without an id ({name})")
-            run = await self._poll(run_id)
+            run = await self._poll(run_id, finished=status != 504 and self._terminal(response))
         elif response.is_success:
             run = self.http.json(response, name)
         else:
             raise self.http.error_for(response, name, "run refused")
         return self._outcome(request, run)
 
-    def _finished(self, response: httpx.Response, name: str) -> bool:
+    def _complete(self, response: httpx.Response, name: str) -> bool:
+        """A finished run with its result in this body (not just ``{"id", "status"}``)."""
         body = self.http.json(response, name)
+        if not isinstance(body, dict):
+            return False
+        status = body.get("status")
+        return (status == "succeeded" and "bricks" in body) or (
+            status == "failed" and "error" in body
+        )
+
+    def _terminal(self, response: httpx.Response) -> bool:
+        try:
+            body = response.json()
+        except ValueError:
+            return False
         return isinstance(body, dict) and body.get("status") in _TERMINAL
 
-    async def _poll(self, run_id: str) -> dict[str, Any]:
-        """Poll ``GET /v1/runs/{id}`` with capped exponential backoff until it is terminal."""
+    async def _poll(self, run_id: str, *, finished: bool = False) -> dict[str, Any]:
+        """Poll ``GET /v1/runs/{id}`` with capped exponential backoff until it is terminal.
+
+        ``finished=True`` means the run is known to be finished: fetch it without waiting.
+        """
         path = f"/v1/runs/{quote(run_id, safe='')}"
         name = self.http.describe("GET", "/v1/runs/{id}")
         delay = self.settings.poll_initial_s
         deadline = time.monotonic() + self.settings.poll_timeout_s
+        skip_wait = finished
         while True:
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            if not skip_wait:
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            skip_wait = False
             response = await self.http.request("GET", path)
             if not response.is_success:
                 raise self.http.error_for(response, name, "polling a run")

@@ -26,6 +26,8 @@ RETRY_AFTER_CAP_S = 60.0
 TOKEN_REFRESH_MARGIN_S = 60.0
 """Refresh a token this long before it expires (at most 10 % of its lifetime)."""
 TOKEN_REFRESH_MARGIN_FRACTION = 0.1
+MIN_TOKEN_REUSE_S = 1.0
+"""Lifetime assumed when a server says ``expires_in <= 0`` (no token storms)."""
 RATE_WINDOW_MARGIN_S = 0.05
 """Extra spacing on the 1-second rate window so network jitter cannot push N+1 requests
 into one server-side second."""

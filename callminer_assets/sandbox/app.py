@@ -588,7 +588,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             if mode == "sync":
                 finish(prev)
                 return _json(run_view(prev))
-            return _json({"id": prev["id"], "status": prev["status"]}, 202)
+            return _json(run_view(prev), 202)  # the same run, as it stands now
         th = transcript_hash(text)
         st.runs_started += 1
         st.billing[(th, kit_code)] += 1

@@ -261,6 +261,7 @@ class Generator:
         ymd = day.strftime("%Y%m%d")
         rows: list[tuple[datetime | None, Any]] = []
         specs: dict[str, Spec] = {}
+        n_hostile = 0  # rotate through every hostile string
         for n, sec in enumerate(starts, start=1):
             iid = f"INT-{ymd}-{n:05d}"
             start = day_start + timedelta(seconds=sec)
@@ -350,9 +351,10 @@ class Generator:
                 rec["x_sentimentHint"] = rng.choice(("neg", "neu", "pos"))
             if rng.random() < 0.03:
                 rec["recordingRegion"] = {"dc": "eu-west", "retentionDays": 90}
-            if hostile and _u(self.seed, "hostile", iid) < 0.12:
+            if hostile and _u(self.seed, "hostile", iid) < 0.15:
                 hr = random.Random(_h(self.seed, "hostile", iid))
-                bad = lx.HOSTILE_STRINGS[hr.randrange(len(lx.HOSTILE_STRINGS))]
+                bad = lx.HOSTILE_STRINGS[n_hostile % len(lx.HOSTILE_STRINGS)]
+                n_hostile += 1
                 field = hr.choice(("agentName", "disposition", "queue", "contact"))
                 if field == "contact":
                     rec["contact"]["name"] = bad

@@ -57,6 +57,7 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
     "trained_at": pl.Datetime("us", "UTC"),
     "train_months": pl.String(),
     "test_months": pl.String(),
+    "purged": pl.Boolean(),
     "n_train": pl.Int32(),
     "n_test": pl.Int32(),
     "base_rate": pl.Float64(),
@@ -131,19 +132,23 @@ class Split:
     test: pl.DataFrame
     train_months: list[date]
     test_months: list[date]
+    purged: bool
 
 
 def time_split(
     labelled: pl.DataFrame,
     test_fraction: float = 0.3,
     horizon_days: int = HORIZON_DAYS,
-    purge: bool = True,
+    purge: bool | None = None,
 ) -> Split:
     """Last ``test_fraction`` of the labelled months (at least one) are the test set.
 
-    With ``purge``, training months whose label window (month end + horizon) reaches the
-    first test month are dropped, so a leave event inside the test period never labels a
-    training row.
+    Every test month is strictly after every train month. With ``purge``, training months
+    whose label window (month end + horizon) reaches the first test month are dropped too,
+    so a leave event inside the test period never labels a training row. ``purge=None``
+    purges when that still leaves training data with both classes, and otherwise falls back
+    to the plain time split (short histories, e.g. six months of sandbox data); the choice
+    is reported in ``Split.purged`` and the metrics table.
     """
     months = sorted(labelled["month"].unique().to_list())
     if len(months) < 2:
@@ -151,11 +156,12 @@ def time_split(
     n_test = max(1, math.ceil(len(months) * test_fraction))
     test_months = months[-n_test:]
     first_test = test_months[0]
-    train_months = [m for m in months[:-n_test]]
-    if purge:
-        train_months = [
-            m for m in train_months if month_end(m) + timedelta(days=horizon_days) < first_test
-        ]
+    plain = months[:-n_test]
+    purged_months = [m for m in plain if month_end(m) + timedelta(days=horizon_days) < first_test]
+    if purge is None:
+        usable = labelled.filter(pl.col("month").is_in(purged_months))["label"].n_unique()
+        purge = bool(purged_months) and usable == 2
+    train_months = purged_months if purge else plain
     if not train_months:
         raise NotEnoughHistory(
             f"no training month left before {first_test} after purging the {horizon_days}-day "
@@ -163,7 +169,7 @@ def time_split(
         )
     train = labelled.filter(pl.col("month").is_in(train_months))
     test = labelled.filter(pl.col("month").is_in(test_months))
-    return Split(train, test, train_months, test_months)
+    return Split(train, test, train_months, test_months, purge)
 
 
 def matrix(frame: pl.DataFrame) -> np.ndarray:
@@ -203,7 +209,7 @@ def train_attrition_model(
     observed_until: date,
     *,
     test_fraction: float = 0.3,
-    purge: bool = True,
+    purge: bool | None = None,
     shuffle_labels_seed: int | None = None,
     now: datetime | None = None,
 ) -> TrainedModel:
@@ -240,6 +246,7 @@ def train_attrition_model(
         "trained_at": trained_at,
         "train_months": _month_range(split.train_months),
         "test_months": _month_range(split.test_months),
+        "purged": split.purged,
         "n_train": int(split.train.height),
         "n_test": int(split.test.height),
         "base_rate": float(y_test.mean()) if y_test.size else None,

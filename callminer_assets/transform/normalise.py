@@ -24,10 +24,12 @@ and ``seq`` numbers the stored utterances only, so line ``i`` of
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 import polars as pl
@@ -41,7 +43,7 @@ DEFAULT_GIVE_UP_AFTER = timedelta(hours=72)
 _ROLES = {"agent": "agent", "customer": "customer"}
 # Every character str.splitlines() breaks on: a line break inside an utterance
 # would shift every later line index away from its utterance's seq.
-_LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
+_LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +57,17 @@ class NormalisedTranscripts:
 
 def transcript_line(role: str, text: str) -> str:
     """One ``role: text`` line of ``transcript_text`` (line breaks become spaces)."""
-    return f"{role}: {text.translate(_LINE_BREAKS)}"
+    return f"{role}: {_LINE_BREAKS.sub(' ', text)}"
 
 
 def _address(value: Any) -> str | None:
     """The bare, lower-cased e-mail address of ``"Name <a@b>"`` or ``"a@b"``."""
-    if not isinstance(value, str):
-        return None
+    return _parse_address(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _parse_address(value: str) -> str | None:
+    # cached: a thread repeats the same few addresses, and parseaddr is slow
     addr = parseaddr(value)[1] or value
     addr = addr.strip().lower()
     return addr or None

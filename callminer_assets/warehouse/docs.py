@@ -22,7 +22,9 @@ def render() -> str:
     for table in TABLES.values():
         out += [f"## `{table.qualified}`", "", f"Grain: {table.grain}."]
         if table.partition_column:
-            out.append(f"Partitioned by `{table.partition_column}`: a re-run replaces exactly its rows.")
+            out.append(
+                f"Partitioned by `{table.partition_column}`: a re-run replaces exactly its rows."
+            )
         out += ["", "| column | type | meaning |", "|---|---|---|"]
         out += [f"| `{c.name}` | {c.type} | {c.doc} |" for c in table.columns]
         out.append("")

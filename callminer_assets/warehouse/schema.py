@@ -179,19 +179,27 @@ INTERACTION_SCORES = _t(
     ("frustration_markers", "INTEGER", "agent_wellbeing.frustration_markers"),
     ("coaching_receptivity", "DOUBLE", "agent_wellbeing.coaching_receptivity, 0..1"),
     ("customer_escalation_requested", "BOOLEAN", "agent_wellbeing.customer_escalation_requested"),
-    ("quality_score", "DOUBLE", "mean of compliance, empathy, resolution (0/1) and 1 - effort"),
+    (
+        "quality_score",
+        "DOUBLE",
+        "mean of compliance, empathy, resolution (0/1) and 1 - effort; NULL if any is missing",
+    ),
 )
 
 COMPLIANCE_FINDINGS = _t(
     "analytics",
     "compliance_findings",
-    "one row per interaction x compliance rule",
+    "one row per interaction x compliance rule x evidence item (quote NULL when none)",
     "interaction_date",
     _ID,
     _DATE,
     ("agent_id", "VARCHAR", "agent id"),
     ("rule", "VARCHAR", "qa_compliance brick, e.g. recording_disclosure, prohibited_phrases"),
-    ("passed", "BOOLEAN", "whether the interaction satisfied the rule"),
+    (
+        "passed",
+        "BOOLEAN",
+        "rule satisfied (count rules: zero); NULL when it does not apply (mini-Miranda)",
+    ),
     ("quote", "VARCHAR", "evidence quote (NULL when there is none)"),
     ("utterance_index", "INTEGER", "callminer.utterances.seq of the evidence"),
 )
@@ -240,7 +248,7 @@ AGENT_MONTHLY_FEATURES = _t(
     (
         "frustration_frequency",
         "DOUBLE",
-        "share of the agent's interactions with >= 1 frustration marker",
+        "share of the agent's interactions with >= 1 frustration marker (where the kit answered)",
     ),
     ("coaching_receptivity", "DOUBLE", "mean agent_wellbeing.coaching_receptivity"),
     (
@@ -294,6 +302,11 @@ ATTRITION_MODEL_METRICS = _t(
     ("trained_at", "TIMESTAMPTZ", "when it was trained"),
     ("train_months", "VARCHAR", "first..last month used for training"),
     ("test_months", "VARCHAR", "first..last month held out (strictly later than training)"),
+    (
+        "purged",
+        "BOOLEAN",
+        "training months whose 90-day label window reaches the test period were dropped",
+    ),
     ("n_train", "INTEGER", "training rows"),
     ("n_test", "INTEGER", "test rows"),
     ("base_rate", "DOUBLE", "share of positive labels in the test set"),

@@ -51,12 +51,35 @@ def _comment_statements(table: Table) -> list[str]:
     return out
 
 
+def connect_published(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
+    """Read-only session on a published warehouse where ``callminer.interactions`` resolves.
+
+    Opening ``callminer.duckdb`` directly names its catalog ``callminer``, which
+    collides with the schema ``callminer``; attaching it as ``warehouse`` avoids that
+    whatever the file is called. ATTACH takes no parameters, hence the quoted literal.
+    """
+    con = duckdb.connect()
+    con.execute(f"ATTACH {_literal(str(path))} AS warehouse (READ_ONLY)")
+    con.execute("USE warehouse")
+    return con
+
+
 class Warehouse:
     """The project's only door to DuckDB: typed partition replaces and reads."""
 
     def __init__(self, published_path: str | os.PathLike[str]) -> None:
         self.published_path = Path(published_path).resolve()
-        self.working_path = self.published_path.parent / ".work" / self.published_path.name
+        # Named so its catalog never equals a schema: a file called callminer.duckdb would
+        # make `callminer.interactions` ambiguous (catalog "callminer" vs schema "callminer").
+        self.working_path = (
+            self.published_path.parent / ".work" / f"{self.published_path.stem}_working.duckdb"
+        )
+
+    def _published_size(self) -> int:
+        try:
+            return self.published_path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -65,7 +88,8 @@ class Warehouse:
         with open(self.working_path.with_suffix(".lock"), "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                if not self.working_path.exists() and self.published_path.exists():
+                # Seed the working copy from the published file (an empty file counts as none).
+                if not self.working_path.exists() and self._published_size() > 0:
                     shutil.copyfile(self.published_path, self.working_path)
                 yield
             finally:
@@ -174,6 +198,10 @@ class Warehouse:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         return self.query(sql, params).cast(dict(polars_schema(table)))
+
+    def open_published(self) -> duckdb.DuckDBPyConnection:
+        """A read-only session on the published file, as an analyst would open it."""
+        return connect_published(self.published_path)
 
     def publish(self) -> Path:
         """Copy a checkpointed snapshot of the working copy over the published file, atomically."""

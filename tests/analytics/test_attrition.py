@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -140,20 +141,30 @@ def test_time_split_has_no_leakage() -> None:
     labelled = label(model_frame(features, roster), OBSERVED)
     # the last 3 months cannot be labelled yet
     assert labelled["month"].max() == add_months(START, N_MONTHS - 4)
-    split = time_split(labelled, test_fraction=0.3)
+    split = time_split(labelled, test_fraction=0.3, purge=True)
+    assert split.purged
+    assert time_split(labelled, test_fraction=0.3).purged  # auto: enough history to purge
     first_test = min(split.test_months)
     assert max(split.train_months) < first_test
-    assert split.train["month"].max() < split.test["month"].min()
+    assert max(split.train["month"].to_list()) < min(split.test["month"].to_list())
     for m in split.train_months:  # purged: no training label looks into the test period
         assert month_end(m) + timedelta(days=90) < first_test
     assert set(split.train["month"]).isdisjoint(set(split.test["month"]))
     unpurged = time_split(labelled, test_fraction=0.3, purge=False)
     assert len(unpurged.train_months) > len(split.train_months)
+    # a short history (3 labelled months) cannot be purged: auto falls back, still time-ordered
+    short = labelled.filter(pl.col("month") < add_months(START, 3))
+    fallback = time_split(short, test_fraction=0.3)
+    assert not fallback.purged
+    assert fallback.train_months == [START, add_months(START, 1)]
+    assert fallback.test_months == [add_months(START, 2)]
+    with pytest.raises(NotEnoughHistory):
+        time_split(short, test_fraction=0.3, purge=True)
     with pytest.raises(NotEnoughHistory):
         time_split(labelled.filter(pl.col("month") == START))
 
 
-def test_signal_is_learned_and_shuffled_labels_fall_to_chance(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_signal_is_learned_and_shuffled_labels_fall_to_chance(tmp_path: Path) -> None:
     features, roster = synthetic()
     trained = train_attrition_model(features, roster, OBSERVED)
     m = trained.metrics

@@ -10,7 +10,13 @@ from lib_fake_server import API_KEY, SECRET, Fake, serve
 
 from callminer_assets.lib.settings import CallMinerSettings, RetryPolicy, SemarizeSettings
 
-FAST_RETRY = RetryPolicy(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05, retry_after_cap_s=2.0)
+FAST_RETRY = RetryPolicy(
+    max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05, retry_after_cap_s=2.0
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sandbox(**config): SandboxConfig fields for a test")
 
 
 @pytest.fixture
@@ -28,7 +34,11 @@ def cm_settings(url: str, **kw: object) -> CallMinerSettings:
     kw.setdefault("requests_per_second", 200.0)
     kw.setdefault("retry", FAST_RETRY)
     return CallMinerSettings(
-        auth_url=url, api_url=url, client_id="cid", client_secret=SECRET, **kw  # type: ignore[arg-type]
+        auth_url=url,
+        api_url=url,
+        client_id="cid",
+        client_secret=SECRET,
+        **kw,  # type: ignore[arg-type]
     )
 
 

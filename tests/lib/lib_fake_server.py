@@ -36,7 +36,9 @@ class Fake:
     short_every: int = 0  # every n-th page returns one record fewer than asked
     token_ttl: float = 3600.0
     transcripts: dict[str, Any] = field(default_factory=dict)  # id -> (status, body)
-    faults: list[Any] = field(default_factory=list)  # next responses: (status, headers, body) | "drop" | "slow"
+    faults: list[Any] = field(
+        default_factory=list
+    )  # next responses: (status, headers, body) | "drop" | "slow"
     reject_tokens: set[str] = field(default_factory=set)
     drift_after_page: int | None = None  # insert a record at the front after this page
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -49,6 +51,7 @@ class Fake:
     seen_auth: list[str] = field(default_factory=list)
     echo_secret: bool = False
     slow_s: float = 2.0
+    fault_paths: tuple[str, ...] = ("/v1/",)  # faults apply to these path prefixes only
 
     def app(self) -> Starlette:
         return Starlette(
@@ -62,7 +65,7 @@ class Fake:
         )
 
     async def _fault(self, request: Request) -> Response | None:
-        if not self.faults:
+        if not self.faults or not request.url.path.startswith(self.fault_paths):
             return None
         fault = self.faults.pop(0)
         if fault == "drop":

@@ -42,7 +42,9 @@ class Api:
             return self.token
         raise AssertionError("no token after 50 tries")
 
-    def get(self, path: str, params: dict[str, Any] | None = None, tries: int = 60) -> httpx.Response:
+    def get(
+        self, path: str, params: dict[str, Any] | None = None, tries: int = 60
+    ) -> httpx.Response:
         if self.token is None:
             self.fetch_token()
         for _ in range(tries):

@@ -109,7 +109,7 @@ def test_frames_land_in_duckdb_verbatim(tmp_path: object) -> None:
         cols = ", ".join(f'"{c.name}" {c.type}' for c in table.columns)
         con.execute(f"CREATE TABLE {name} ({cols})")
         arrow = frame.to_arrow()  # noqa: F841 (read by DuckDB's replacement scan)
-        con.execute(f"INSERT INTO {name} SELECT * FROM arrow")
+        con.execute(f"INSERT INTO {name} SELECT * FROM arrow")  # noqa: S608 (fixed names)
         back = con.execute(f"SELECT * FROM {name}").pl()  # noqa: S608 (fixed names)
         assert back.rows() == frame.rows(), name
     assert con.execute("SELECT text FROM utterances").fetchall() == [(hostile,)]

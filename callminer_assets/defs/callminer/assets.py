@@ -4,8 +4,8 @@ Each run handles one day or a backfill range of days; every write replaces
 exactly those days' rows, so re-running is idempotent.
 """
 
-
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -76,6 +76,7 @@ async def _list_days(
         ),
     ],
     check_specs=INTERACTION_CHECKS,
+    can_subset=True,
     **_COMMON,
 )
 def interactions(
@@ -101,23 +102,30 @@ def interactions(
     frame = pl.concat(valid, how="vertical")
     quarantine = pl.concat(refused, how="vertical")
     wh = warehouse.warehouse()
-    wh.replace(INTERACTIONS, frame, {"interaction_date": days}, publish=False)
+    selected = context.selected_asset_keys
+    if INTERACTIONS_KEY in selected:
+        wh.replace(INTERACTIONS, frame, {"interaction_date": days}, publish=False)
+    # Refused records are stored even when only interactions were selected: never dropped.
     wh.replace(QUARANTINE, quarantine, {"interaction_date": days, "source": ["interaction"]})
-    yield dg.MaterializeResult(
-        asset_key=INTERACTIONS_KEY,
-        metadata=table_metadata(
-            INTERACTIONS,
-            frame,
-            days=len(days),
-            per_channel=counts_by(frame, "channel"),
-            quarantined=quarantine.height,
-        ),
-    )
-    yield dg.MaterializeResult(
-        asset_key=QUARANTINE_KEY,
-        metadata=table_metadata(QUARANTINE, quarantine, per_reason=counts_by(quarantine, "reason")),
-    )
-    yield from interaction_check_results(frame)
+    if INTERACTIONS_KEY in selected:
+        yield dg.MaterializeResult(
+            asset_key=INTERACTIONS_KEY,
+            metadata=table_metadata(
+                INTERACTIONS,
+                frame,
+                days=len(days),
+                per_channel=counts_by(frame, "channel"),
+                quarantined=quarantine.height,
+            ),
+        )
+    if QUARANTINE_KEY in selected:
+        yield dg.MaterializeResult(
+            asset_key=QUARANTINE_KEY,
+            metadata=table_metadata(
+                QUARANTINE, quarantine, per_reason=counts_by(quarantine, "reason")
+            ),
+        )
+    yield from _selected(context, interaction_check_results(frame))
 
 
 async def _fetch(
@@ -145,6 +153,7 @@ async def _fetch(
         ),
     ],
     check_specs=TRANSCRIPT_CHECKS,
+    can_subset=True,
     **_COMMON,
 )
 def transcripts(
@@ -171,26 +180,45 @@ def transcripts(
         contact_centre_addresses=callminer.contact_centre_addresses,
     )
     where = {"interaction_date": days}
-    wh.replace(TRANSCRIPTS, result.transcripts, where, publish=False)
-    wh.replace(UTTERANCES, result.utterances, where, publish=False)
+    selected = context.selected_asset_keys
+    if TRANSCRIPTS_KEY in selected:
+        wh.replace(TRANSCRIPTS, result.transcripts, where, publish=False)
+    if UTTERANCES_KEY in selected:
+        wh.replace(UTTERANCES, result.utterances, where, publish=False)
     wh.replace(QUARANTINE, result.quarantine, {**where, "source": ["transcript", "utterance"]})
     status = counts_by(result.transcripts, "status")
-    yield dg.MaterializeResult(
-        asset_key=TRANSCRIPTS_KEY,
-        metadata=table_metadata(
-            TRANSCRIPTS,
-            result.transcripts.drop("transcript_text"),
-            per_status=status,
-            per_channel=counts_by(result.transcripts, "channel"),
-            pending=status.get("pending", 0),
-            missing=status.get("missing", 0),
-            quarantined=result.quarantine.height,
-        ),
+    if TRANSCRIPTS_KEY in selected:
+        yield dg.MaterializeResult(
+            asset_key=TRANSCRIPTS_KEY,
+            metadata=table_metadata(
+                TRANSCRIPTS,
+                result.transcripts.drop("transcript_text"),
+                per_status=status,
+                per_channel=counts_by(result.transcripts, "channel"),
+                pending=status.get("pending", 0),
+                missing=status.get("missing", 0),
+                quarantined=result.quarantine.height,
+            ),
+        )
+    if UTTERANCES_KEY in selected:
+        yield dg.MaterializeResult(
+            asset_key=UTTERANCES_KEY,
+            metadata=table_metadata(
+                UTTERANCES,
+                result.utterances,
+                per_role=counts_by(result.utterances, "speaker_role"),
+            ),
+        )
+    yield from _selected(
+        context, transcript_check_results(frame, result.transcripts, result.utterances)
     )
-    yield dg.MaterializeResult(
-        asset_key=UTTERANCES_KEY,
-        metadata=table_metadata(
-            UTTERANCES, result.utterances, per_role=counts_by(result.utterances, "speaker_role")
-        ),
-    )
-    yield from transcript_check_results(frame, result.transcripts, result.utterances)
+
+
+def _selected(
+    context: dg.AssetExecutionContext, results: Iterator[dg.AssetCheckResult]
+) -> Iterator[dg.AssetCheckResult]:
+    """Only the checks of this (possibly subset) run: Dagster refuses unselected ones."""
+    keys = context.selected_asset_check_keys
+    for result in results:
+        if dg.AssetCheckKey(result.asset_key, result.check_name) in keys:  # type: ignore[arg-type]
+            yield result

@@ -1,6 +1,5 @@
 """Semarize evaluations: every available transcript x kit, paid for once."""
 
-
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime

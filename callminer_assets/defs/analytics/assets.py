@@ -1,0 +1,488 @@
+"""Analytics assets: typed scores, compliance findings and alerts (daily), per-agent features
+and channel consistency (monthly), the HR roster, the attrition model and its risk scores.
+
+All logic lives in ``transform/`` and ``analytics/``; these functions only read the
+warehouse, call it, write the result and report metadata. Every write replaces exactly
+the run's partitions, so re-running is idempotent (alerts add that an interaction is never
+alerted twice).
+"""
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from callminer_assets.analytics import exports
+from callminer_assets.analytics.alerts import partition_alerts
+from callminer_assets.analytics.roster import load_roster
+from callminer_assets.defs.analytics import checks
+from callminer_assets.defs.analytics.resources import AnalyticsResource
+from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
+from callminer_assets.defs.partitions import (
+    DAILY_BACKFILL_POLICY,
+    DUCKDB_POOL,
+    MONTHLY_BACKFILL_POLICY,
+    daily_partitions,
+    monthly_partitions,
+)
+from callminer_assets.defs.resources import CallMinerResource, SandboxResource, WarehouseResource
+from callminer_assets.transform import attrition
+from callminer_assets.transform.features import (
+    TREND_MONTHS,
+    add_months,
+    agent_monthly_features,
+    channel_consistency,
+    consistency_markdown,
+)
+from callminer_assets.transform.scores import compliance_findings, score_interactions
+from callminer_assets.warehouse.schema import (
+    AGENT_MONTHLY_FEATURES,
+    AGENT_ROSTER,
+    ATTRITION_MODEL_METRICS,
+    ATTRITION_RISK,
+    CHANNEL_CONSISTENCY,
+    COMPLIANCE_ALERTS,
+    COMPLIANCE_FINDINGS,
+    EVALUATIONS,
+    INTERACTION_SCORES,
+    INTERACTIONS,
+)
+
+INTERACTIONS_KEY = dg.AssetKey(["callminer", "interactions"])
+EVALUATIONS_KEY = dg.AssetKey(["semarize", "evaluations"])
+SCORES_KEY = dg.AssetKey(["analytics", "interaction_scores"])
+FINDINGS_KEY = dg.AssetKey(["analytics", "compliance_findings"])
+ALERTS_KEY = dg.AssetKey(["analytics", "compliance_alerts"])
+FEATURES_KEY = dg.AssetKey(["analytics", "agent_monthly_features"])
+CONSISTENCY_KEY = dg.AssetKey(["analytics", "channel_consistency"])
+ROSTER_KEY = dg.AssetKey(["callminer", "agent_roster"])
+MODEL_KEY = dg.AssetKey(["analytics", "attrition_model"])
+RISK_KEY = dg.AssetKey(["analytics", "attrition_risk"])
+
+GROUP = "analytics"
+EAGER = dg.AutomationCondition.eager()
+
+_DAILY: dict[str, Any] = {
+    "partitions_def": daily_partitions,
+    "backfill_policy": DAILY_BACKFILL_POLICY,
+    "pool": DUCKDB_POOL,
+}
+_MONTHLY: dict[str, Any] = {
+    "partitions_def": monthly_partitions,
+    "backfill_policy": MONTHLY_BACKFILL_POLICY,
+    "pool": DUCKDB_POOL,
+}
+
+
+def _days(start: date, end: date) -> list[date]:
+    """Days in ``[start, end)``."""
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+def _run_months(context: dg.AssetExecutionContext) -> list[date]:
+    """First days of the months of this run (one partition or a backfill range)."""
+    window = context.partition_time_window
+    first, end = window.start.date(), window.end.date()
+    months, m = [], first.replace(day=1)
+    while m < end:
+        months.append(m)
+        m = add_months(m, 1)
+    return months
+
+
+# -- daily: scores + findings ------------------------------------------------------------------
+
+SCORE_CHECKS = [
+    dg.AssetCheckSpec(
+        "scores_in_range",
+        asset=SCORES_KEY,
+        blocking=True,
+        description="0..1 scores within 0..1, counts >= 0, one row per interaction.",
+    )
+]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            SCORES_KEY,
+            deps=[EVALUATIONS_KEY, INTERACTIONS_KEY],
+            description="One typed row per evaluated interaction, pivoted from the three kits.",
+            kinds={"duckdb"},
+            group_name=GROUP,
+            automation_condition=EAGER,
+        ),
+        dg.AssetSpec(
+            FINDINGS_KEY,
+            deps=[EVALUATIONS_KEY, INTERACTIONS_KEY],
+            description=(
+                "One row per interaction x compliance rule x evidence item: every failed TCPA "
+                "item with its quote and utterance index."
+            ),
+            kinds={"duckdb"},
+            group_name=GROUP,
+            automation_condition=EAGER,
+        ),
+    ],
+    check_specs=SCORE_CHECKS,
+    **_DAILY,
+)
+def interaction_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Any:
+    """Pivot the day's evaluations into typed scores and compliance findings."""
+    days = partition_days(context)
+    where = {"interaction_date": days}
+    wh = warehouse.warehouse()
+    evaluations = wh.read(EVALUATIONS, where)
+    interactions = wh.read(INTERACTIONS, where)
+    scores = score_interactions(evaluations, interactions)
+    findings = compliance_findings(evaluations, interactions)
+    wh.replace(INTERACTION_SCORES, scores, where, publish=False)
+    wh.replace(COMPLIANCE_FINDINGS, findings, where)
+    failed = findings.filter(pl.col("passed").eq(False))
+    yield dg.MaterializeResult(
+        asset_key=SCORES_KEY,
+        metadata=table_metadata(
+            INTERACTION_SCORES,
+            scores,
+            days=len(days),
+            per_channel=counts_by(scores, "channel"),
+            per_topic=counts_by(scores, "topic_primary"),
+            mean_compliance=float(scores["compliance_score"].mean() or 0.0),  # type: ignore[arg-type]
+        ),
+    )
+    yield dg.MaterializeResult(
+        asset_key=FINDINGS_KEY,
+        metadata=table_metadata(
+            COMPLIANCE_FINDINGS,
+            findings,
+            failed_items=failed.height,
+            failed_per_rule=counts_by(failed.unique(["interaction_id", "rule"]), "rule"),
+        ),
+    )
+    passed, meta = checks.scores_in_range(scores)
+    yield dg.AssetCheckResult(
+        asset_key=SCORES_KEY, check_name="scores_in_range", passed=passed, metadata=meta
+    )
+
+
+# -- daily: alerts -----------------------------------------------------------------------------
+
+
+@dg.asset(
+    key=ALERTS_KEY,
+    deps=[SCORES_KEY, FINDINGS_KEY],
+    kinds={"duckdb", "slack"},
+    group_name=GROUP,
+    automation_condition=EAGER,
+    description=(
+        "Interactions below the compliance threshold with failed rules and evidence; posted to "
+        "SLACK_WEBHOOK_URL when set; each interaction alerted once."
+    ),
+    **_DAILY,
+)
+def compliance_alerts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, analytics: AnalyticsResource
+) -> dg.MaterializeResult:
+    """Raise alerts for new low-compliance interactions; keep (and retry) earlier ones."""
+    days = partition_days(context)
+    where = {"interaction_date": days}
+    wh = warehouse.warehouse()
+    existing = wh.read(COMPLIANCE_ALERTS, where)
+    alerted = wh.query("SELECT interaction_id FROM analytics.compliance_alerts")
+    rows, new, sent = partition_alerts(
+        existing,
+        alerted["interaction_id"].to_list(),
+        wh.read(INTERACTION_SCORES, where),
+        wh.read(COMPLIANCE_FINDINGS, where),
+        analytics.slack_webhook_url,
+        threshold=analytics.compliance_threshold,
+    )
+    wh.replace(COMPLIANCE_ALERTS, rows, where)
+    if not analytics.slack_webhook_url:
+        context.log.info("SLACK_WEBHOOK_URL is not set: alerts written to the table only")
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            COMPLIANCE_ALERTS,
+            rows,
+            new_alerts=new,
+            delivered_this_run=sent,
+            undelivered=int((~rows["delivered"]).sum()),
+            threshold=analytics.compliance_threshold,
+        )
+    )
+
+
+# -- monthly: features + consistency -----------------------------------------------------------
+
+FEATURE_CHECKS = [
+    dg.AssetCheckSpec(
+        "feature_values_in_range",
+        asset=FEATURES_KEY,
+        blocking=True,
+        description="Shares/means within 0..1, channel shares sum to 1, |weekly slope| <= 1.",
+    ),
+    dg.AssetCheckSpec(
+        "no_duplicate_agent_month",
+        asset=FEATURES_KEY,
+        blocking=True,
+        description="The whole table holds at most one row per agent x month.",
+    ),
+]
+
+
+@dg.asset(
+    key=FEATURES_KEY,
+    deps=[SCORES_KEY],
+    kinds={"duckdb", "parquet"},
+    group_name=GROUP,
+    automation_condition=EAGER,
+    check_specs=FEATURE_CHECKS,
+    description=(
+        "Per agent x month behaviour features (definitions in the column docs); low-volume "
+        "agents kept and flagged. Also exported as Parquet with the month's scores."
+    ),
+    **_MONTHLY,
+)
+def agent_features(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, analytics: AnalyticsResource
+) -> Any:
+    """Roll the month's scores (and the trailing 3 months for the trend) up per agent."""
+    months = _run_months(context)
+    wh = warehouse.warehouse()
+    frames = []
+    for m in months:
+        window = _days(add_months(m, -(TREND_MONTHS - 1)), add_months(m, 1))
+        scores = wh.read(INTERACTION_SCORES, {"interaction_date": window})
+        month_scores = scores.filter(pl.col("interaction_date") >= m)
+        features = agent_monthly_features(scores, m, analytics.min_interactions)
+        exports.write_month(features, exports.FEATURES_DATASET, m, analytics.exports_dir)
+        exports.write_month(month_scores, exports.SCORES_DATASET, m, analytics.exports_dir)
+        frames.append(features)
+        context.log.info(f"{m:%Y-%m}: {features.height} agents, {month_scores.height} scores")
+    frame = pl.concat(frames, how="vertical")
+    wh.replace(AGENT_MONTHLY_FEATURES, frame, {"month": months})
+    yield dg.MaterializeResult(
+        metadata=table_metadata(
+            AGENT_MONTHLY_FEATURES,
+            frame,
+            months=[f"{m:%Y-%m}" for m in months],
+            agents=frame["agent_id"].n_unique(),
+            low_volume_agents=int(frame["low_volume"].sum()),
+            exports_dir=str(Path(analytics.exports_dir).resolve()),
+        )
+    )
+    passed, meta = checks.features_in_range(frame)
+    yield dg.AssetCheckResult(check_name="feature_values_in_range", passed=passed, metadata=meta)
+    keys = wh.query("SELECT agent_id, month FROM analytics.agent_monthly_features")
+    passed, meta = checks.no_duplicate_agent_month(keys)
+    yield dg.AssetCheckResult(check_name="no_duplicate_agent_month", passed=passed, metadata=meta)
+
+
+@dg.asset(
+    key=CONSISTENCY_KEY,
+    deps=[SCORES_KEY],
+    kinds={"duckdb"},
+    group_name=GROUP,
+    automation_condition=EAGER,
+    description=(
+        "Omnichannel report: mean empathy, resolution, effort and brand alignment per channel "
+        "and each channel's gap in % to the best channel."
+    ),
+    **_MONTHLY,
+)
+def channel_consistency_report(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Compare the channels month by month; the Markdown table is in the metadata."""
+    months = _run_months(context)
+    wh = warehouse.warehouse()
+    frames, summaries = [], []
+    for m in months:
+        scores = wh.read(INTERACTION_SCORES, {"interaction_date": _days(m, add_months(m, 1))})
+        report = channel_consistency(scores, m)
+        frames.append(report)
+        summaries.append(f"### {m:%Y-%m}\n\n{consistency_markdown(report)}")
+    frame = pl.concat(frames, how="vertical")
+    wh.replace(CHANNEL_CONSISTENCY, frame, {"month": months})
+    meta = table_metadata(CHANNEL_CONSISTENCY, frame)
+    meta["summary"] = dg.MetadataValue.md("\n\n".join(summaries))
+    return dg.MaterializeResult(metadata=meta)
+
+
+# -- roster, model, risk -----------------------------------------------------------------------
+
+
+@dg.asset(
+    key=ROSTER_KEY,
+    kinds={"duckdb", "csv"},
+    group_name="callminer",
+    pool=DUCKDB_POOL,
+    description="The HR roster (AGENT_ROSTER_PATH CSV): agent, team, hire and leave dates.",
+)
+def agent_roster(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    analytics: AnalyticsResource,
+    callminer: CallMinerResource,
+    sandbox: SandboxResource,
+) -> dg.MaterializeResult:
+    """Load and validate the roster; on the sandbox, write its CSV first if it is missing."""
+    path = Path(analytics.roster_path)
+    if not path.exists():
+        if not callminer.uses_sandbox:
+            raise dg.Failure(f"AGENT_ROSTER_PATH {path} does not exist")
+        from callminer_assets.sandbox import write_roster_csv
+
+        write_roster_csv(path, seed=sandbox.seed)
+        context.log.info(f"wrote the sandbox roster to {path}")
+    valid, rejects = load_roster(path)
+    for r in rejects.iter_rows(named=True):
+        context.log.warning(f"roster row {r['row']} refused: {r['reason']}")
+    warehouse.warehouse().replace(AGENT_ROSTER, valid, {})
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            AGENT_ROSTER,
+            valid,
+            source=str(path),
+            refused=rejects.height,
+            refused_reasons=counts_by(rejects, "reason"),
+            per_team=counts_by(valid, "team"),
+            left=int(valid["leave_date"].is_not_null().sum()),
+        )
+    )
+
+
+MODEL_CHECKS = [
+    dg.AssetCheckSpec(
+        "model_metrics_present",
+        asset=MODEL_KEY,
+        blocking=True,
+        description="The trained version has ROC AUC, average precision, base rate and sizes.",
+    )
+]
+
+
+@dg.asset(
+    key=MODEL_KEY,
+    deps=[FEATURES_KEY, ROSTER_KEY],
+    kinds={"scikitlearn", "duckdb"},
+    group_name=GROUP,
+    pool=DUCKDB_POOL,
+    automation_condition=EAGER,
+    check_specs=MODEL_CHECKS,
+    description=(
+        "Histogram gradient boosting: leaves within 90 days after the month, from the monthly "
+        "features; time-ordered split; saved under data/models/, metrics in the warehouse."
+    ),
+)
+def attrition_model(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, analytics: AnalyticsResource
+) -> Any:
+    """Train on every observable month, evaluate on the latest ones, save a new version."""
+    wh = warehouse.warehouse()
+    features = wh.read(AGENT_MONTHLY_FEATURES)
+    roster = wh.read(AGENT_ROSTER)
+    last = wh.query("SELECT max(interaction_date) AS d FROM analytics.interaction_scores")
+    observed = attrition.observable_until(last["d"][0], features)
+    try:
+        trained = attrition.train_attrition_model(features, roster, observed)
+    except attrition.NotEnoughHistory as exc:
+        raise dg.Failure(
+            f"cannot train the attrition model yet: {exc} (data observed until {observed})"
+        ) from exc
+    path = attrition.save_model(trained, analytics.models_dir)
+    metrics = attrition.metrics_frame(trained)
+    wh.replace(ATTRITION_MODEL_METRICS, metrics, {"model_version": [trained.version]})
+    m = trained.metrics
+    importance = attrition.contributions(
+        trained, attrition.matrix(features_for_importance(features, roster))
+    )
+    mean_abs = dict(
+        sorted(
+            zip(
+                trained.feature_columns, abs(importance).mean(axis=0).round(4).tolist(), strict=True
+            ),
+            key=lambda kv: -kv[1],
+        )[:8]
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "model_version": m["model_version"],
+            "model_path": dg.MetadataValue.path(str(path.resolve())),
+            "roc_auc": m["roc_auc"],
+            "average_precision": m["average_precision"],
+            "base_rate": m["base_rate"],
+            "n_train": m["n_train"],
+            "n_test": m["n_test"],
+            "train_months": m["train_months"],
+            "test_months": m["test_months"],
+            "purged_split": m["purged"],
+            "observed_until": str(observed),
+            "mean_abs_contribution": dg.MetadataValue.json(mean_abs),
+        }
+    )
+    stored = wh.read(ATTRITION_MODEL_METRICS, {"model_version": [trained.version]})
+    passed, meta = checks.model_metrics_present(stored, trained.version)
+    yield dg.AssetCheckResult(check_name="model_metrics_present", passed=passed, metadata=meta)
+
+
+def features_for_importance(features: pl.DataFrame, roster: pl.DataFrame) -> pl.DataFrame:
+    """The latest month's rows, as the model sees them (for the global importance summary)."""
+    frame = attrition.model_frame(features, roster)
+    return frame.filter(pl.col("month") == frame["month"].max()) if frame.height else frame
+
+
+@dg.asset(
+    key=RISK_KEY,
+    deps=[MODEL_KEY, FEATURES_KEY, ROSTER_KEY],
+    kinds={"duckdb"},
+    group_name=GROUP,
+    pool=DUCKDB_POOL,
+    automation_condition=EAGER,
+    description=(
+        "Attrition risk of every active agent for the latest month, with the features that "
+        "contributed most (change in risk when replaced by the training median)."
+    ),
+)
+def attrition_risk(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, analytics: AnalyticsResource
+) -> dg.MaterializeResult:
+    """Score the latest month with the newest saved model."""
+    path = attrition.latest_model_path(analytics.models_dir)
+    if path is None:
+        raise dg.Failure(f"no attrition model under {analytics.models_dir}; materialise it first")
+    trained = attrition.load_model(path)
+    wh = warehouse.warehouse()
+    risk = attrition.score_agents(trained, wh.read(AGENT_MONTHLY_FEATURES), wh.read(AGENT_ROSTER))
+    wh.replace(ATTRITION_RISK, risk, {})
+    top = [
+        {"agent_id": a, "risk": round(r, 3), "top": [t["feature"] for t in json.loads(tf)]}
+        for a, r, tf in risk.select("agent_id", "risk", "top_features").head(10).iter_rows()
+    ]
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            ATTRITION_RISK,
+            risk,
+            model_version=trained.version,
+            month=str(risk["month"][0]) if risk.height else "",
+            agents_above_50pct=int((risk["risk"] > 0.5).sum()),
+            highest_risk=top,
+        )
+    )
+
+
+ANALYTICS_ASSETS = [
+    interaction_scores,
+    compliance_alerts,
+    agent_features,
+    channel_consistency_report,
+    agent_roster,
+    attrition_model,
+    attrition_risk,
+]
+DAILY_KEYS = [SCORES_KEY, FINDINGS_KEY, ALERTS_KEY]
+MONTHLY_KEYS = [FEATURES_KEY, CONSISTENCY_KEY]
+UNPARTITIONED_KEYS = [ROSTER_KEY, MODEL_KEY, RISK_KEY]

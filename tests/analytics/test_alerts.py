@@ -1,0 +1,163 @@
+"""Compliance alerts: selection, evidence, Slack delivery to a real local HTTP receiver, dedup."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import polars as pl
+import pytest
+
+from callminer_assets.analytics.alerts import ALERTS_SCHEMA, partition_alerts, select_alerts
+from callminer_assets.transform.scores import FINDINGS_SCHEMA, SCORES_SCHEMA
+from callminer_assets.warehouse.schema import COMPLIANCE_ALERTS
+
+D = date(2025, 1, 15)
+
+
+class Receiver:
+    """A tiny Slack look-alike: records JSON bodies, answers ``status``."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(receiver.status)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T000/B000/secret"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def ids(self) -> list[str]:
+        return [
+            line.split("*")[1]
+            for b in self.bodies
+            for line in b["text"].splitlines()[1:]
+            if line.startswith("*")
+        ]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+def _scores() -> pl.DataFrame:
+    rows = []
+    for iid, score in (("I1", 0.4), ("I2", 0.69), ("I3", 0.7), ("I4", 0.95), ("I5", None)):
+        r: dict[str, Any] = dict.fromkeys(SCORES_SCHEMA)
+        r.update(
+            interaction_id=iid,
+            interaction_date=D,
+            agent_id="A1",
+            channel="voice",
+            compliance_score=score,
+        )
+        rows.append(r)
+    return pl.DataFrame(rows, schema=SCORES_SCHEMA, orient="row")
+
+
+def _findings() -> pl.DataFrame:
+    rows = [
+        ("I1", D, "A1", "recording_disclosure", False, None, None),
+        ("I1", D, "A1", "prohibited_phrases", False, "you will go to jail", 7),
+        ("I1", D, "A1", "prohibited_phrases", False, "last chance", 11),
+        ("I1", D, "A1", "consent_obtained", True, "yes you may", 3),
+        ("I2", D, "A1", "consent_obtained", False, None, None),
+    ]
+    return pl.DataFrame(rows, schema=FINDINGS_SCHEMA, orient="row")
+
+
+def _empty() -> pl.DataFrame:
+    return pl.DataFrame(schema=ALERTS_SCHEMA)
+
+
+NOW = datetime(2025, 1, 16, 6, tzinfo=UTC)
+
+
+def test_select_alerts_threshold_rules_and_evidence() -> None:
+    a = select_alerts(_scores(), _findings(), already_alerted=[], now=NOW)
+    assert a.columns == COMPLIANCE_ALERTS.column_names
+    assert a["interaction_id"].to_list() == ["I1", "I2"]  # 0.7 is not below 0.7; NULL never alerts
+    i1 = a.row(0, named=True)
+    assert json.loads(i1["failed_rules"]) == ["prohibited_phrases", "recording_disclosure"]
+    ev = json.loads(i1["evidence"])
+    assert {"rule": "prohibited_phrases", "quote": "last chance", "utterance_index": 11} in ev
+    assert all(e["rule"] != "consent_obtained" for e in ev)  # passed rules are not evidence
+    assert i1["delivered"] is False and i1["alerted_at"] == NOW
+    assert select_alerts(_scores(), _findings(), already_alerted=["I1"])[
+        "interaction_id"
+    ].to_list() == ["I2"]
+    assert select_alerts(_scores(), _findings(), [], threshold=0.5)["interaction_id"].to_list() == [
+        "I1"
+    ]
+
+
+def test_alerted_once_however_often_the_partition_reruns(receiver: Receiver) -> None:
+    rows, new, sent = partition_alerts(_empty(), [], _scores(), _findings(), receiver.url, now=NOW)
+    assert (new, sent) == (2, 2)
+    assert rows["delivered"].to_list() == [True, True]
+    assert len(receiver.bodies) == 1 and receiver.ids() == ["I1", "I2"]
+    assert "last chance" in receiver.bodies[0]["text"]
+
+    # re-run: the table (rows) already holds I1, I2 -> nothing new, nothing posted, rows kept
+    for _ in range(3):
+        again, new2, sent2 = partition_alerts(
+            rows,
+            rows["interaction_id"].to_list(),
+            _scores(),
+            _findings(),
+            receiver.url,
+            now=datetime(2025, 1, 17, tzinfo=UTC),
+        )
+        assert (new2, sent2) == (0, 0)
+        assert again.equals(rows)  # alerted_at keeps the first time
+    assert len(receiver.bodies) == 1
+
+
+def test_failed_delivery_is_recorded_and_retried_once(receiver: Receiver) -> None:
+    receiver.status = 500
+    rows, new, sent = partition_alerts(_empty(), [], _scores(), _findings(), receiver.url, now=NOW)
+    assert (new, sent) == (2, 0) and rows["delivered"].to_list() == [False, False]
+    receiver.status = 200
+    rows2, new2, sent2 = partition_alerts(
+        rows, rows["interaction_id"], _scores(), _findings(), receiver.url
+    )
+    assert (new2, sent2) == (0, 2) and rows2["delivered"].all()
+    rows3, _, sent3 = partition_alerts(
+        rows2, rows2["interaction_id"], _scores(), _findings(), receiver.url
+    )
+    assert sent3 == 0 and len(receiver.bodies) == 2  # one failed POST, one successful retry
+
+
+def test_no_webhook_still_writes_rows(receiver: Receiver) -> None:
+    rows, new, sent = partition_alerts(_empty(), [], _scores(), _findings(), None, now=NOW)
+    assert (new, sent) == (2, 0) and not rows["delivered"].any()
+    assert receiver.bodies == []
+
+
+def test_unreachable_webhook_does_not_fail_the_run() -> None:
+    rows, _, sent = partition_alerts(
+        _empty(), [], _scores(), _findings(), "http://127.0.0.1:9/hook", now=NOW
+    )
+    assert sent == 0 and rows.height == 2

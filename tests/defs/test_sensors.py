@@ -1,0 +1,412 @@
+"""The three sensors, driven with build_sensor_context against a real Dagster instance,
+a real (published) DuckDB warehouse and a real SQLite inbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pytest
+from dagster._core.storage.dagster_run import DagsterRun
+
+from callminer_assets.defs.resources import WarehouseResource
+from callminer_assets.defs.sensors import (
+    RAW_KEYS,
+    SENSORS,
+    TRANSCRIPT_KEYS,
+    TRIGGER_TAG,
+    SensorSettings,
+    build_pending_sensor,
+    build_poll_sensor,
+    build_webhook_inbox_sensor,
+    poll_partition_keys,
+)
+from callminer_assets.warehouse.schema import TRANSCRIPTS
+from callminer_assets.warehouse.store import Warehouse
+from callminer_assets.webhook.inbox import Inbox
+
+SETTINGS = SensorSettings()  # defaults: lag 2 h, interval 300 s, backoff 10 min doubling
+
+
+class Clock:
+    """A settable clock for the sensors."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+def _tick(
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+    **resources: Any,
+) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def _submit(instance: dg.DagsterInstance, result: dg.SensorResult) -> list[str]:
+    """Do what the daemon does with the requests: create runs carrying their tags, not yet
+    started (a QUEUED run would need a code-location origin; both count as waiting)."""
+    ids = []
+    for req in result.run_requests or []:
+        run_id = str(uuid.uuid4())
+        tags = {**req.tags, "dagster/partition": str(req.partition_key)}
+        if req.run_key:
+            tags["dagster/run_key"] = req.run_key
+        instance.add_run(
+            DagsterRun(
+                job_name="__ASSET_JOB",
+                run_id=run_id,
+                status=dg.DagsterRunStatus.NOT_STARTED,
+                tags=tags,
+                asset_selection=frozenset(req.asset_selection or RAW_KEYS),
+            )
+        )
+        ids.append(run_id)
+    return ids
+
+
+def _finish(instance: dg.DagsterInstance, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None
+        instance.run_storage.handle_run_event(
+            run_id,
+            dg.DagsterEvent(
+                event_type_value=dg.DagsterEventType.RUN_SUCCESS.value,
+                job_name=run.job_name,
+            ),
+        )
+
+
+def _keys(result: dg.SensorResult) -> list[str]:
+    return sorted(str(r.partition_key) for r in result.run_requests or [])
+
+
+# --------------------------------------------------------------------------- polling
+
+
+def test_poll_window_days() -> None:
+    lag = timedelta(hours=2)
+    now = datetime(2025, 3, 10, 1, 0, tzinfo=UTC)
+    assert poll_partition_keys(None, now, lag, 7) == ["2025-03-09", "2025-03-10"]
+    later = datetime(2025, 3, 10, 5, 0, tzinfo=UTC)
+    assert poll_partition_keys(later - timedelta(minutes=5), later, lag, 7) == ["2025-03-10"]
+    week = datetime(2025, 3, 1, tzinfo=UTC)
+    assert len(poll_partition_keys(week, later, lag, 7)) == 7  # capped after downtime
+
+
+def test_poll_requests_lag_window_once(instance: dg.DagsterInstance) -> None:
+    clock = Clock(datetime(2025, 3, 10, 1, 0, tzinfo=UTC))
+    sensor = build_poll_sensor(SETTINGS, clock)
+
+    first = _tick(sensor, instance, None)
+    # today, and yesterday because [01:00 - 2 h, 01:00) reaches back into it
+    assert _keys(first) == ["2025-03-09", "2025-03-10"]
+    for req in first.run_requests or []:
+        assert req.tags[TRIGGER_TAG] == "poll"
+        assert set(req.asset_selection or []) == set(RAW_KEYS)
+    assert first.cursor is not None and "2025-03-10T01:00:00" in first.cursor
+
+    # The same tick evaluated again (daemon retry) gives the same run keys.
+    again = _tick(sensor, instance, None)
+    assert [r.run_key for r in again.run_requests or []] == [
+        r.run_key for r in first.run_requests or []
+    ]
+
+    run_ids = _submit(instance, first)
+    # Second tick five minutes later: both partitions have a queued run -> nothing.
+    clock.now += timedelta(minutes=5)
+    second = _tick(sensor, instance, first.cursor)
+    assert _keys(second) == []
+    assert second.skip_reason is not None
+
+    # Runs done; re-running the first tick is a no-op (its run keys exist).
+    _finish(instance, run_ids)
+    clock.now = datetime(2025, 3, 10, 1, 0, tzinfo=UTC)
+    assert _keys(_tick(sensor, instance, None)) == []
+
+    # 02:30 with cursor 01:05: the lag window still reaches back to 23:05 yesterday.
+    clock.now = datetime(2025, 3, 10, 2, 30, tzinfo=UTC)
+    third = _tick(sensor, instance, second.cursor)
+    assert _keys(third) == ["2025-03-09", "2025-03-10"]
+    _finish(instance, _submit(instance, third))
+
+    # 05:00 with cursor 02:30: the window [00:30, 05:00) is today only.
+    clock.now = datetime(2025, 3, 10, 5, 0, tzinfo=UTC)
+    fourth = _tick(sensor, instance, third.cursor)
+    assert _keys(fourth) == ["2025-03-10"]
+
+
+def test_poll_skips_partitions_inside_a_running_backfill_range(
+    instance: dg.DagsterInstance,
+) -> None:
+    instance.add_run(
+        DagsterRun(
+            job_name="__ASSET_JOB",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={
+                "dagster/asset_partition_range_start": "2025-03-01",
+                "dagster/asset_partition_range_end": "2025-03-09",
+            },
+            asset_selection=frozenset(RAW_KEYS),
+        )
+    )
+    # A running run of some other asset does not block.
+    instance.add_run(
+        DagsterRun(
+            job_name="__ASSET_JOB",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": "2025-03-10"},
+            asset_selection=frozenset({dg.AssetKey(["semarize", "evaluations"])}),
+        )
+    )
+    clock = Clock(datetime(2025, 3, 10, 1, 0, tzinfo=UTC))
+    result = _tick(build_poll_sensor(SETTINGS, clock), instance, None)
+    assert _keys(result) == ["2025-03-10"]
+
+
+# --------------------------------------------------------------------------- pending
+
+
+def _transcripts(rows: list[tuple[str, date, str, datetime | None]]) -> pl.DataFrame:
+    now = datetime(2025, 3, 10, tzinfo=UTC)
+    frame = pl.DataFrame(
+        {
+            "interaction_id": [r[0] for r in rows],
+            "interaction_date": [r[1] for r in rows],
+            "channel": ["voice"] * len(rows),
+            "status": [r[2] for r in rows],
+            "format": [None if r[2] != "available" else "ovts" for r in rows],
+            "utterance_count": [0 if r[2] != "available" else 3 for r in rows],
+            "transcript_text": [None if r[2] != "available" else "agent: hi" for r in rows],
+            "transcript_hash": [None] * len(rows),
+            "first_seen_pending_at": [r[3] for r in rows],
+            "fetched_at": [now] * len(rows),
+        },
+        schema_overrides={
+            "interaction_date": pl.Date,
+            "format": pl.String,
+            "utterance_count": pl.Int32,
+            "transcript_text": pl.String,
+            "transcript_hash": pl.String,
+            "first_seen_pending_at": pl.Datetime("us", "UTC"),
+            "fetched_at": pl.Datetime("us", "UTC"),
+        },
+    )
+    return frame.select(TRANSCRIPTS.column_names)
+
+
+def test_pending_transcripts_retried_with_backoff_then_resolved(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    wh_path = tmp_path / "warehouse" / "published.duckdb"
+    wh = Warehouse(wh_path)
+    seen = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
+    d8, d9 = date(2025, 3, 8), date(2025, 3, 9)
+    wh.replace(
+        TRANSCRIPTS,
+        _transcripts(
+            [
+                ("INT-20250308-00001", d8, "pending", seen),
+                ("INT-20250308-00002", d8, "pending", seen),
+                ("INT-20250309-00001", d9, "available", None),
+            ]
+        ),
+        {"interaction_date": [d8, d9]},
+    )
+    resource = WarehouseResource(duckdb_path=str(wh_path))
+    clock = Clock(datetime(2025, 3, 10, 0, 0, tzinfo=UTC))
+    sensor = build_pending_sensor(SETTINGS, clock)
+
+    first = _tick(sensor, instance, None, warehouse=resource)
+    assert _keys(first) == ["2025-03-08"]
+    req = (first.run_requests or [])[0]
+    assert req.tags[TRIGGER_TAG] == "pending-retry"
+    assert set(req.asset_selection or []) == set(TRANSCRIPT_KEYS)
+    _finish(instance, _submit(instance, first))
+
+    clock.now += timedelta(minutes=5)  # backoff 10 min: not due yet
+    second = _tick(sensor, instance, first.cursor, warehouse=resource)
+    assert _keys(second) == []
+    clock.now += timedelta(minutes=6)  # due: attempt 2, next wait 20 min
+    third = _tick(sensor, instance, second.cursor, warehouse=resource)
+    assert _keys(third) == ["2025-03-08"]
+    assert (third.run_requests or [])[0].tags["callminer/attempt"] == "2"
+    assert (third.run_requests or [])[0].run_key != req.run_key
+    _finish(instance, _submit(instance, third))
+    clock.now += timedelta(minutes=15)
+    assert _keys(_tick(sensor, instance, third.cursor, warehouse=resource)) == []
+
+    # The transcripts arrive (a run replaced the partition): nothing left to retry.
+    wh.replace(
+        TRANSCRIPTS,
+        _transcripts(
+            [
+                ("INT-20250308-00001", d8, "available", seen),
+                ("INT-20250308-00002", d8, "available", seen),
+            ]
+        ),
+        {"interaction_date": [d8]},
+    )
+    clock.now += timedelta(hours=1)
+    done = _tick(sensor, instance, third.cursor, warehouse=resource)
+    assert _keys(done) == []
+    assert done.cursor == '{"partitions": {}}'
+
+
+def test_pending_past_give_up_gets_one_last_run(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    wh_path = tmp_path / "published.duckdb"
+    seen = datetime(2025, 3, 1, tzinfo=UTC)
+    Warehouse(wh_path).replace(
+        TRANSCRIPTS,
+        _transcripts([("INT-20250301-00001", date(2025, 3, 1), "pending", seen)]),
+        {"interaction_date": [date(2025, 3, 1)]},
+    )
+    resource = WarehouseResource(duckdb_path=str(wh_path))
+    clock = Clock(seen + timedelta(hours=80))  # give-up window (72 h) has passed
+    sensor = build_pending_sensor(SETTINGS, clock)
+    last = _tick(sensor, instance, None, warehouse=resource)
+    assert _keys(last) == ["2025-03-01"]
+    clock.now += timedelta(days=1)
+    assert _keys(_tick(sensor, instance, last.cursor, warehouse=resource)) == []
+
+
+def test_pending_without_warehouse_is_a_skip(instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    resource = WarehouseResource(duckdb_path=str(tmp_path / "none.duckdb"))
+    result = _tick(build_pending_sensor(SETTINGS), instance, None, warehouse=resource)
+    assert _keys(result) == [] and result.skip_reason is not None
+
+
+# --------------------------------------------------------------------------- webhook
+
+
+def _event(n: int, interaction: str, occurred: str | None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "eventId": f"evt_{n}",
+        "type": "interaction.processed",
+        "interactionId": interaction,
+        "channel": "voice",
+    }
+    if occurred:
+        event["occurredAt"] = occurred
+    return event
+
+
+def test_webhook_events_become_batched_requests_then_consumed(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    inbox = Inbox(tmp_path / "inbox.sqlite3")
+    inbox.store(_event(1, "INT-20250309-00001", "2025-03-09T10:00:00Z"))
+    inbox.store(_event(2, "INT-20250309-00002", "2025-03-09T11:00:00Z"))
+    inbox.store(_event(3, "INT-20250309-00003", "2025-03-10T00:20:00Z"))  # processed after midnight
+    inbox.store(_event(4, "INT-20250310-00001", None))
+    clock = Clock(datetime(2025, 3, 10, 1, 0, tzinfo=UTC))
+    sensor = build_webhook_inbox_sensor(SETTINGS, inbox.path, clock)
+
+    first = _tick(sensor, instance, None)
+    assert _keys(first) == ["2025-03-09", "2025-03-10"]  # one run per day, not per event
+    tags = {str(r.partition_key): r.tags for r in first.run_requests or []}
+    assert tags["2025-03-09"][TRIGGER_TAG] == "webhook"
+    assert tags["2025-03-09"]["callminer/events"] == "3"
+    # Not consumed until the tick's requests are committed (next tick).
+    assert len(inbox.unconsumed()) == 4
+    _submit(instance, first)
+
+    second = _tick(sensor, instance, first.cursor)
+    assert _keys(second) == []
+    assert inbox.unconsumed() == []
+
+    # A new event while a run of its day is queued: covered by that run, consumed.
+    inbox.store(_event(5, "INT-20250310-00002", "2025-03-10T00:50:00Z"))
+    third = _tick(sensor, instance, second.cursor)
+    assert _keys(third) == []
+    assert inbox.unconsumed() == []
+
+    # A replayed eventId is stored once and requests nothing new.
+    assert not inbox.store(_event(1, "INT-20250309-00001", "2025-03-09T10:00:00Z"))
+    assert _keys(_tick(sensor, instance, third.cursor)) == []
+
+
+def test_webhook_event_waits_while_its_day_is_being_extracted(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    instance.add_run(
+        DagsterRun(
+            job_name="__ASSET_JOB",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": "2025-03-10"},
+            asset_selection=frozenset(RAW_KEYS),
+        )
+    )
+    inbox = Inbox(tmp_path / "inbox.sqlite3")
+    inbox.store(_event(1, "INT-20250310-00001", "2025-03-10T00:30:00Z"))
+    clock = Clock(datetime(2025, 3, 10, 1, 0, tzinfo=UTC))
+    sensor = build_webhook_inbox_sensor(SETTINGS, inbox.path, clock)
+    first = _tick(sensor, instance, None)
+    assert _keys(first) == []
+    second = _tick(sensor, instance, first.cursor)
+    assert [e.event_id for e in inbox.unconsumed()] == ["evt_1"]  # deferred, not lost
+    assert _keys(second) == []
+
+
+def test_webhook_sensor_without_inbox_is_a_skip(
+    instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLMINER_WEBHOOK_INBOX", str(tmp_path / "absent.sqlite3"))
+    result = _tick(build_webhook_inbox_sensor(SETTINGS), instance, None)
+    assert result.skip_reason is not None
+    assert not (tmp_path / "absent.sqlite3").exists()
+
+
+def test_sensors_load_in_definitions() -> None:
+    from callminer_assets.defs.callminer.assets import interactions, transcripts
+    from callminer_assets.defs.resources import build_resources
+
+    defs = dg.Definitions(
+        assets=[interactions, transcripts], sensors=SENSORS, resources=build_resources({})
+    )
+    repo = defs.get_repository_def()
+    names = {s.name for s in repo.sensor_defs}
+    assert names == {
+        "callminer_poll_sensor",
+        "callminer_pending_transcripts_sensor",
+        "callminer_webhook_inbox_sensor",
+    }
+    for sensor in repo.sensor_defs:
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert sensor.description
+
+
+def test_settings_from_env() -> None:
+    cfg = SensorSettings.from_env(
+        {"CALLMINER_POLL_INTERVAL_SECONDS": "60", "CALLMINER_POLL_LAG_HOURS": "0.5"}
+    )
+    assert cfg.poll_interval_s == 60
+    assert cfg.poll_lag == timedelta(minutes=30)
+    with pytest.raises(ValueError, match="CALLMINER_POLL_LAG_HOURS"):
+        SensorSettings.from_env({"CALLMINER_POLL_LAG_HOURS": "soon"})
