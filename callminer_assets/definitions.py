@@ -18,6 +18,7 @@ from callminer_assets.defs.callminer.assets import (
 )
 from callminer_assets.defs.resources import build_resources
 from callminer_assets.defs.semarize.assets import EVALUATIONS_KEY, evaluations
+from callminer_assets.defs.sensors import SENSORS
 
 # Grouped by partitioning, so `python -m callminer_assets run` can run each group as range runs.
 DAILY_ASSETS: list[dg.AssetKey] = [
@@ -32,5 +33,6 @@ UNPARTITIONED_ASSETS: list[dg.AssetKey] = []
 
 defs = dg.Definitions(
     assets=[interactions, transcripts, evaluations],
+    sensors=SENSORS,
     resources=build_resources(),
 )
