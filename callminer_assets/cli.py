@@ -124,7 +124,7 @@ def summary(duckdb_path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from callminer_assets.defs.resources import DEFAULT_DUCKDB_PATH
+    from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH
 
     parser = argparse.ArgumentParser(
         prog="python -m callminer_assets",

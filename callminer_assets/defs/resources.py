@@ -22,10 +22,9 @@ from callminer_assets.lib.semarize import SemarizeClient
 from callminer_assets.lib.settings import CallMinerSettings, SemarizeSettings
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import embedded_transport
-from callminer_assets.warehouse.store import Warehouse
+from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH, Warehouse
 
 SANDBOX_URL = "http://sandbox.local"
-DEFAULT_DUCKDB_PATH = "data/callminer.duckdb"
 _log = logging.getLogger("callminer_assets")
 
 

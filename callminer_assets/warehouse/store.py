@@ -51,6 +51,14 @@ def _comment_statements(table: Table) -> list[str]:
     return out
 
 
+DEFAULT_DUCKDB_PATH = "data/callminer.duckdb"
+
+
+def connect(path: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """Read-only session on the published warehouse (``path``, else ``DUCKDB_PATH``)."""
+    return connect_published(path or os.environ.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)
+
+
 def connect_published(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     """Read-only session on a published warehouse where ``callminer.interactions`` resolves.
 
