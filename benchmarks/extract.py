@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import multiprocessing
 import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,7 @@ from callminer_assets.lib.callminer import CallMinerClient, iso_utc
 from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.lib.settings import CallMinerSettings
 from callminer_assets.sandbox.app import SandboxConfig
-from callminer_assets.sandbox.server import SandboxServer, serve
+from callminer_assets.sandbox.server import serve
 
 FIRST_DAY = date(2025, 3, 3)
 
@@ -52,6 +56,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class RemoteSandbox:
+    """The sandbox in its own process (own GIL, like a real server); its log read over a pipe."""
+
+    def __init__(self, url: str, conn: Connection) -> None:
+        self.url = url
+        self._conn = conn
+
+    def request_log(self) -> list[dict[str, Any]]:
+        self._conn.send("log")
+        log: list[dict[str, Any]] = self._conn.recv()
+        return log
+
+
+def _sandbox_process(config: SandboxConfig, conn: Connection) -> None:
+    with serve(config) as server:
+        conn.send(server.url)
+        while (msg := conn.recv()) != "stop":
+            if msg == "log":
+                conn.send(list(server.state.request_log))
+
+
+@contextlib.contextmanager
+def sandbox_process(config: SandboxConfig) -> Iterator[RemoteSandbox]:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_sandbox_process, args=(config, child), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(60):
+            raise RuntimeError("sandbox process did not start")
+        yield RemoteSandbox(parent.recv(), parent)
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
+
+
 def max_in_any_second(times: list[float]) -> int:
     """The largest number of requests the server saw in any sliding 1-second window."""
     times = sorted(times)
@@ -64,7 +107,7 @@ def max_in_any_second(times: list[float]) -> int:
 
 
 async def extract(
-    server: SandboxServer, args: argparse.Namespace
+    server: RemoteSandbox, args: argparse.Namespace
 ) -> tuple[dict[Window, list[Any]], list[TranscriptFetch]]:
     settings = CallMinerSettings(
         auth_url=server.url,
@@ -84,7 +127,7 @@ async def extract(
     return dict(zip(windows, listings, strict=True)), fetched
 
 
-def sequential(server: SandboxServer, ids: list[str]) -> None:
+def sequential(server: RemoteSandbox, ids: list[str]) -> None:
     """A plain client: one request at a time, no concurrency, same server."""
     with httpx.Client(base_url=server.url, timeout=30) as http:
         token = http.post(
@@ -97,7 +140,11 @@ def sequential(server: SandboxServer, ids: list[str]) -> None:
         ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         window = Window.for_day(FIRST_DAY)
-        params = {"startDate": iso_utc(window.start), "endDate": iso_utc(window.end), "limit": 100}
+        params: dict[str, str | int] = {
+            "startDate": iso_utc(window.start),
+            "endDate": iso_utc(window.end),
+            "limit": 100,
+        }
         http.get("/v1/interactions", params=params, headers=headers).raise_for_status()
         for interaction_id in ids:
             http.get(f"/v1/interactions/{interaction_id}/transcript", headers=headers)
@@ -158,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         max_page_size=100,
         pending_fraction=0.0,
     )
-    with serve(config) as server:
-        log = server.state.request_log
+    with sandbox_process(config) as server:
         print(
             f"sandbox {server.url}: rate limit {args.rate_limit:g}/s, latency {args.latency_ms} ms,"
             f" {args.per_day}/day x {args.days} days",
@@ -169,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         listings, fetched = asyncio.run(extract(server, args))
         records = [r for listing in listings.values() for r in listing]
         wall = time.monotonic() - t0
+        log = server.request_log()
         phase = [e for e in log if e["service"] == "callminer"]
         times = [e["time"] for e in phase]
         span = max(times) - min(times)
@@ -187,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         start = len(log)
         ids = [f.interaction_id for f in fetched[: args.sequential_requests]]
         sequential(server, ids)
-        seq = log[start:]
+        seq = server.request_log()[start:]
         seq_times = [e["time"] for e in seq]
         seq_span = max(seq_times) - min(seq_times)
         seq_rate = (len(seq) - 1) / seq_span if seq_span > 0 else float("inf")

@@ -166,9 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary(path))
     print(f"\nwarehouse: {os.path.abspath(path)}")
     print(
-        f"query it:  duckdb -readonly {path}   (or python: duckdb.connect('{path}', read_only=True))"
+        "query it:  .venv/bin/python -c \"import callminer_assets as ca; "
+        "print(ca.connect().sql('SELECT channel, count(*) FROM callminer.interactions GROUP BY 1'))\""
     )
-    print("open the UI: make dev   ->  http://127.0.0.1:3000")
+    print("open the UI: make dev  ->  http://127.0.0.1:3000")
     return 0
 
 
