@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from callminer_assets.defs.analytics.assets import (
+    ANALYTICS_ASSETS,
+    DAILY_KEYS,
+    MONTHLY_KEYS,
+    UNPARTITIONED_KEYS,
+)
+from callminer_assets.defs.analytics.resources import build_analytics_resource
 from callminer_assets.defs.callminer.assets import (
     INTERACTIONS_KEY,
     QUARANTINE_KEY,
@@ -27,12 +34,13 @@ DAILY_ASSETS: list[dg.AssetKey] = [
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
     EVALUATIONS_KEY,
+    *DAILY_KEYS,
 ]
-MONTHLY_ASSETS: list[dg.AssetKey] = []
-UNPARTITIONED_ASSETS: list[dg.AssetKey] = []
+MONTHLY_ASSETS: list[dg.AssetKey] = list(MONTHLY_KEYS)
+UNPARTITIONED_ASSETS: list[dg.AssetKey] = list(UNPARTITIONED_KEYS)
 
 defs = dg.Definitions(
-    assets=[interactions, transcripts, evaluations],
+    assets=[interactions, transcripts, evaluations, *ANALYTICS_ASSETS],
     sensors=SENSORS,
-    resources=build_resources(),
+    resources={**build_resources(), "analytics": build_analytics_resource()},
 )

@@ -143,7 +143,7 @@ def _secret(env: Mapping[str, str], name: str) -> Any:
     return dg.EnvVar(name) if env.get(name) else None
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def env_number(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     try:
         return float(raw) if raw else default
@@ -169,25 +169,25 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     addresses = [a.strip() for a in env.get("CALLMINER_CONTACT_CENTRE_ADDRESSES", "").split(",")]
     return {
         "sandbox": SandboxResource(
-            seed=int(_float(env, "SANDBOX_SEED", 7)),
-            per_day=int(_float(env, "SANDBOX_PER_DAY", 60)),
+            seed=int(env_number(env, "SANDBOX_SEED", 7)),
+            per_day=int(env_number(env, "SANDBOX_PER_DAY", 60)),
         ),
         "callminer": CallMinerResource(
             auth_url=env.get("CALLMINER_AUTH_URL") or None,
             api_url=env.get("CALLMINER_API_URL") or None,
             client_id=_secret(env, "CALLMINER_CLIENT_ID"),
             client_secret=_secret(env, "CALLMINER_CLIENT_SECRET"),
-            requests_per_second=_float(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
-            concurrency=int(_float(env, "CALLMINER_CONCURRENCY", 8)),
-            page_size=int(_float(env, "CALLMINER_PAGE_SIZE", 100)),
-            transcript_give_up_hours=_float(env, "CALLMINER_TRANSCRIPT_GIVE_UP_HOURS", 72.0),
+            requests_per_second=env_number(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
+            concurrency=int(env_number(env, "CALLMINER_CONCURRENCY", 8)),
+            page_size=int(env_number(env, "CALLMINER_PAGE_SIZE", 100)),
+            transcript_give_up_hours=env_number(env, "CALLMINER_TRANSCRIPT_GIVE_UP_HOURS", 72.0),
             contact_centre_addresses=[a for a in addresses if a],
         ),
         "semarize": SemarizeResource(
             api_url=env.get("SEMARIZE_API_URL") or None,
             api_key=_secret(env, "SEMARIZE_API_KEY"),
-            requests_per_second=_float(env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0),
-            concurrency=int(_float(env, "SEMARIZE_CONCURRENCY", 8)),
+            requests_per_second=env_number(env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0),
+            concurrency=int(env_number(env, "SEMARIZE_CONCURRENCY", 8)),
             mode="async" if env.get("SEMARIZE_MODE") == "async" else "sync",
             rescore=env.get("SEMARIZE_RESCORE", "").lower() in ("1", "true", "yes"),
         ),

@@ -16,7 +16,6 @@ import email.utils
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,21 +55,34 @@ class LoggerLike(Protocol):
     def warning(self, msg: str, *args: Any) -> Any: ...
 
 
+class _Slot:
+    """One send in the limiter's window; ``at`` is ``None`` until the bytes really leave."""
+
+    __slots__ = ("acquired", "at")
+
+    def __init__(self, acquired: float) -> None:
+        self.acquired = acquired
+        self.at: float | None = None
+
+
 class SlidingWindowLimiter:
     """At most ``floor(rate)`` sends in any window of one second, plus a client-wide pause.
 
     A sliding log rather than aiolimiter's leaky bucket: a leaky bucket lets a full burst
     plus a refill land in the same second (up to ~2x the rate), and the contract says
-    "never faster than configured" in *any* one-second window. Waiters are served FIFO
-    (asyncio.Lock is fair). ``pause()`` makes every later request wait, which is how one
-    429 slows the whole client rather than one request.
+    "never faster than configured" in *any* one-second window. Each slot is stamped when
+    the request headers are actually written (httpcore's ``trace`` hook), not when the slot
+    was granted: a request that first waits for a new TCP connection would otherwise reach
+    the server late, bunched with the ones granted after it. Until then a slot counts as
+    "now". Waiters are served FIFO (asyncio.Lock is fair). ``pause()`` makes every later
+    request wait, which is how one 429 slows the whole client rather than one request.
     """
 
     def __init__(self, rate: float, *, margin_s: float = RATE_WINDOW_MARGIN_S) -> None:
         self.capacity = max(1, math.floor(rate))
         # For rate < 1 (e.g. 0.5/s) one request per 1/rate seconds.
         self.period = max(1.0, self.capacity / rate) + margin_s
-        self._sent: deque[float] = deque()
+        self._slots: list[_Slot] = []
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
 
@@ -78,20 +90,30 @@ class SlidingWindowLimiter:
         """Hold every request not yet sent for ``seconds`` (never shortens a longer pause)."""
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
-    async def acquire(self) -> None:
-        """Wait for a free slot; the caller must send right after (no await in between)."""
+    async def acquire(self) -> _Slot:
+        """Wait for a free slot; call ``sent(slot)`` when the request goes out (or failed)."""
         async with self._lock:
             while True:
                 now = time.monotonic()
-                while self._sent and now - self._sent[0] >= self.period:
-                    self._sent.popleft()
+                horizon = now - self.period
+                self._slots = [s for s in self._slots if s.at is None or s.at > horizon]
                 wait = self._paused_until - now
-                if len(self._sent) >= self.capacity:
-                    wait = max(wait, self._sent[0] + self.period - now)
+                if len(self._slots) >= self.capacity:
+                    stamped = [s.at for s in self._slots if s.at is not None]
+                    # all in flight and unstamped: look again shortly
+                    free_at = min(stamped) + self.period if stamped else now + 0.005
+                    wait = max(wait, free_at - now)
                 if wait <= 0:
-                    self._sent.append(now)
-                    return
+                    slot = _Slot(now)
+                    self._slots.append(slot)
+                    return slot
                 await asyncio.sleep(wait)
+
+    @staticmethod
+    def sent(slot: _Slot, at: float | None = None) -> None:
+        """Stamp the slot with its real send time (default: when it was granted)."""
+        if slot.at is None:
+            slot.at = slot.acquired if at is None else at
 
 
 def parse_retry_after(value: str | None, *, cap_s: float) -> float | None:
@@ -257,16 +279,30 @@ class HttpBase:
         if token is not None:
             hdrs["Authorization"] = f"Bearer {await token()}"
         async with self._semaphore:
-            await self.limiter.acquire()
+            slot = await self.limiter.acquire()
             self.stats.sent += 1
+
+            async def trace(event: str, info: Mapping[str, Any]) -> None:
+                if event.endswith("send_request_headers.started"):
+                    self.limiter.sent(slot, time.monotonic())
+
             try:
                 response = await self._client.request(
-                    method, url, params=params, json=json, data=data, headers=hdrs
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    data=data,
+                    headers=hdrs,
+                    extensions={"trace": trace},
                 )
             except httpx.TimeoutException as exc:
                 raise _Retryable(f"timeout ({type(exc).__name__})") from None
             except httpx.TransportError as exc:
                 raise _Retryable(f"connection failed ({type(exc).__name__})") from None
+            finally:
+                # No trace (in-process ASGI transport) or failed before sending: granted time.
+                self.limiter.sent(slot)
         status = response.status_code
         self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
         if status == 429:

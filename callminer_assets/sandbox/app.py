@@ -271,6 +271,8 @@ class _FaultMiddleware:
             "service": service,
             "fault": None,
         }
+        if len(st.request_log) >= 200_000:  # a long-running server must not grow forever
+            del st.request_log[:100_000]
         st.request_log.append(entry)
 
         async def logged_send(message: Message) -> None:

@@ -226,6 +226,9 @@ def train_attrition_model(
     if len(set(y_train.tolist())) < 2:
         raise NotEnoughHistory("training labels have a single class")
     x_train = matrix(split.train)
+    # a column never observed in training (e.g. month-over-month changes when training has a
+    # single month) carries no information and breaks histogram binning: make it constant
+    x_train[:, np.isnan(x_train).all(axis=0)] = 0.0
     model = HistGradientBoostingClassifier(
         max_iter=200,
         learning_rate=0.05,

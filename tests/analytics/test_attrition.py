@@ -197,3 +197,13 @@ def test_signal_is_learned_and_shuffled_labels_fall_to_chance(tmp_path: Path) ->
     top = json.loads(risk["top_features"][0])
     assert len(top) == 3 and {t["feature"] for t in top} <= set(FEATURE_COLUMNS)
     assert set(risk["model_version"]) == {trained.version}
+
+
+def test_single_training_month_with_unobserved_change_columns_trains() -> None:
+    features, roster = synthetic()
+    short = features.filter(pl.col("month") < add_months(START, 6))
+    observed = month_end(add_months(START, 5))
+    # 3 labelled months; 2 held out -> one training month, where the diffs are all NULL
+    trained = train_attrition_model(short, roster, observed, test_fraction=0.6)
+    assert trained.metrics["train_months"] == "2024-01..2024-01"
+    assert not trained.metrics["purged"]

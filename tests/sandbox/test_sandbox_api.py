@@ -310,7 +310,7 @@ def test_injected_status_faults(srv: SandboxServer, api: Api, kind: str) -> None
 def test_dropped_connection_slow_and_early_invalid_token(srv: SandboxServer, api: Api) -> None:
     api.fetch_token()
     h = {"Authorization": f"Bearer {api.token}"}
-    q = {"startDate": DAY[0], "endDate": DAY[1], "limit": 5}
+    q: dict[str, str | int] = {"startDate": DAY[0], "endDate": DAY[1], "limit": 5}
     srv.state.inject("drop")
     with pytest.raises(httpx.TransportError):
         api.http.get("/v1/interactions", params=q, headers=h)
@@ -345,8 +345,8 @@ def test_transport_faults_never_lose_records(pagination: str) -> None:
         retry_after_s=0,
         slow_ms=20,
         drift_rate=0.3,
-        pagination=pagination,
-    )  # type: ignore[arg-type]
+        pagination=pagination,  # type: ignore[arg-type]
+    )
     with serve(cfg) as s:
         a = Api(s)
         entries, _ = a.list_all(*DAY, limit=10)

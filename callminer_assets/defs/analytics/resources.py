@@ -10,6 +10,7 @@ import dagster as dg
 
 from callminer_assets.analytics.alerts import DEFAULT_THRESHOLD
 from callminer_assets.analytics.exports import DEFAULT_EXPORTS_DIR
+from callminer_assets.defs.resources import env_number
 from callminer_assets.lib.errors import ConfigError
 
 DEFAULT_ROSTER_PATH = "data/agent_roster.csv"
@@ -27,26 +28,18 @@ class AnalyticsResource(dg.ConfigurableResource):
     exports_dir: str = DEFAULT_EXPORTS_DIR
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    try:
-        return float(raw) if raw else default
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-
-
 def build_analytics_resource(env: Mapping[str, str] | None = None) -> AnalyticsResource:
     """``SLACK_WEBHOOK_URL``, ``COMPLIANCE_ALERT_THRESHOLD``, ``FEATURES_MIN_INTERACTIONS``,
     ``AGENT_ROSTER_PATH``, ``MODELS_DIR``, ``EXPORTS_DIR``: all optional."""
     env = os.environ if env is None else env
-    threshold = _number(env, "COMPLIANCE_ALERT_THRESHOLD", DEFAULT_THRESHOLD)
+    threshold = env_number(env, "COMPLIANCE_ALERT_THRESHOLD", DEFAULT_THRESHOLD)
     if not 0 <= threshold <= 1:
         raise ConfigError(f"COMPLIANCE_ALERT_THRESHOLD must be within 0..1, got {threshold}")
     slack: Any = dg.EnvVar("SLACK_WEBHOOK_URL") if env.get("SLACK_WEBHOOK_URL") else None
     return AnalyticsResource(
         slack_webhook_url=slack,
         compliance_threshold=threshold,
-        min_interactions=int(_number(env, "FEATURES_MIN_INTERACTIONS", 10)),
+        min_interactions=int(env_number(env, "FEATURES_MIN_INTERACTIONS", 10)),
         roster_path=env.get("AGENT_ROSTER_PATH") or DEFAULT_ROSTER_PATH,
         models_dir=env.get("MODELS_DIR") or DEFAULT_MODELS_DIR,
         exports_dir=env.get("EXPORTS_DIR") or DEFAULT_EXPORTS_DIR,
