@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary(path))
     print(f"\nwarehouse: {os.path.abspath(path)}")
     print(
-        "query it:  .venv/bin/python -c \"import callminer_assets as ca; "
+        'query it:  .venv/bin/python -c "import callminer_assets as ca; '
         "print(ca.connect().sql('SELECT channel, count(*) FROM callminer.interactions GROUP BY 1'))\""
     )
     print("open the UI: make dev  ->  http://127.0.0.1:3000")

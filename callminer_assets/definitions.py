@@ -14,7 +14,6 @@ from callminer_assets.defs.analytics.assets import (
     MONTHLY_KEYS,
     UNPARTITIONED_KEYS,
 )
-from callminer_assets.defs.analytics.resources import build_analytics_resource
 from callminer_assets.defs.callminer.assets import (
     INTERACTIONS_KEY,
     QUARANTINE_KEY,
@@ -42,5 +41,5 @@ UNPARTITIONED_ASSETS: list[dg.AssetKey] = list(UNPARTITIONED_KEYS)
 defs = dg.Definitions(
     assets=[interactions, transcripts, evaluations, *ANALYTICS_ASSETS],
     sensors=SENSORS,
-    resources={**build_resources(), "analytics": build_analytics_resource()},
+    resources=build_resources(),
 )

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import dagster as dg
 import httpx
 
+from callminer_assets.defs.analytics.resources import build_analytics_resource
+from callminer_assets.defs.env import env_number
 from callminer_assets.lib.callminer import CallMinerClient
 from callminer_assets.lib.errors import ConfigError
 from callminer_assets.lib.semarize import SemarizeClient
@@ -143,14 +145,6 @@ def _secret(env: Mapping[str, str], name: str) -> Any:
     return dg.EnvVar(name) if env.get(name) else None
 
 
-def env_number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    try:
-        return float(raw) if raw else default
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-
-
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Resources from the environment, validated once at load time."""
     env = os.environ if env is None else env
@@ -192,4 +186,5 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             rescore=env.get("SEMARIZE_RESCORE", "").lower() in ("1", "true", "yes"),
         ),
         "warehouse": WarehouseResource(duckdb_path=env.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH),
+        "analytics": build_analytics_resource(env),
     }

@@ -210,6 +210,7 @@ class CallMinerClient:
         position: dict[str, int] = {}
         params = dict(base)
         seen_cursors: set[str] = set()
+        previous: list[Any] | None = None
         pages = duplicates = no_progress = offset = 0
         while True:
             pages += 1
@@ -249,6 +250,9 @@ class CallMinerClient:
                 continue
             if not offset_style or not records:  # last page (nextPage null), or an empty page
                 break
+            if records == previous:
+                raise DataError(f"listing ignores offset: the same page came back twice ({name})")
+            previous = records
             # Our own count, not the server's echo: a server that ignores offset cannot loop us.
             offset += len(records)
             if total is not None and offset >= total:

@@ -57,8 +57,10 @@ def test_definitions_load_and_every_asset_owns_a_documented_table() -> None:
     from callminer_assets.definitions import defs
 
     keys = {"/".join(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    # The model asset's table holds its metrics; the model itself is a file under data/models.
+    owned = {"analytics/attrition_model": "analytics/attrition_model_metrics"}
     tables = {name.replace(".", "/") for name in TABLES}
-    assert keys <= tables, keys - tables
+    assert {owned.get(k, k) for k in keys} == tables
 
 
 def test_credentials_half_set_is_a_clear_config_error() -> None:

@@ -10,7 +10,7 @@ import dagster as dg
 
 from callminer_assets.analytics.alerts import DEFAULT_THRESHOLD
 from callminer_assets.analytics.exports import DEFAULT_EXPORTS_DIR
-from callminer_assets.defs.resources import env_number
+from callminer_assets.defs.env import env_number
 from callminer_assets.lib.errors import ConfigError
 
 DEFAULT_ROSTER_PATH = "data/agent_roster.csv"
