@@ -17,40 +17,7 @@ from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.generator import Generator
 from callminer_assets.sandbox.server import serve
 from callminer_assets.warehouse.schema import TABLES
-from callminer_assets.warehouse.store import connect_published
-from tests.defs.conftest import REPO, range_tags, sandbox_env
-
-EXTRACT = ["callminer/interactions", "callminer/transcripts", "semarize/evaluations"]
-
-
-def _assets() -> list[dg.AssetsDefinition]:
-    from callminer_assets.definitions import defs
-
-    return list(defs.assets or [])  # type: ignore[arg-type]
-
-
-def _materialize(
-    instance: dg.DagsterInstance, env: dict[str, str], selection: list[str], **kwargs: object
-) -> dg.ExecuteInProcessResult:
-    """Run with ``env`` as the process environment (EnvVar secrets resolve at run time)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        return dg.materialize(
-            _assets(),
-            instance=instance,
-            resources=build_resources(),
-            selection=dg.AssetSelection.from_coercible(selection),
-            **kwargs,  # type: ignore[arg-type]
-        )
-
-
-def _rows(path: Path, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
-    con = connect_published(path)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+from tests.defs.helpers import EXTRACT, REPO, materialize, range_tags, rows, sandbox_env
 
 
 def test_definitions_load_and_every_asset_owns_a_documented_table() -> None:
@@ -75,7 +42,7 @@ def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
     config = SandboxConfig(seed=11, per_day=12, pending_fraction=0.0)
     with serve(config) as server:
         env = sandbox_env(server.url, duckdb_path)
-        result = _materialize(
+        result = materialize(
             dagster_home, env, EXTRACT, tags=range_tags("2025-01-14", "2025-01-15")
         )
         assert result.success
@@ -86,7 +53,7 @@ def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
             expected = {r["id"] for r in gen.interactions(day) if isinstance(r, dict)}
             got = {
                 r[0]
-                for r in _rows(
+                for r in rows(
                     duckdb_path,
                     "SELECT interaction_id FROM callminer.interactions WHERE interaction_date = ?",
                     [day],
@@ -94,34 +61,34 @@ def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
             }
             assert got == expected and len(got) > 0
 
-        before = _rows(
+        before = rows(
             duckdb_path,
             "SELECT (SELECT count(*) FROM callminer.interactions),"
             " (SELECT count(*) FROM callminer.utterances),"
             " (SELECT count(*) FROM semarize.evaluations)",
         )
         # Re-materialise one of the two days: same rows, nothing doubled, nothing paid again.
-        again = _materialize(dagster_home, env, EXTRACT, partition_key="2025-01-14")
+        again = materialize(dagster_home, env, EXTRACT, partition_key="2025-01-14")
         assert again.success
         assert server.state.runs_started == billed_after_first
         assert set(server.state.billing.values()) == {1}
-        after = _rows(
+        after = rows(
             duckdb_path,
             "SELECT (SELECT count(*) FROM callminer.interactions),"
             " (SELECT count(*) FROM callminer.utterances),"
             " (SELECT count(*) FROM semarize.evaluations)",
         )
         assert after == before
-        dupes = _rows(
+        dupes = rows(
             duckdb_path,
             "SELECT interaction_id FROM callminer.interactions GROUP BY 1 HAVING count(*) > 1",
         )
         assert dupes == []
-        evaluated = _rows(
+        evaluated = rows(
             duckdb_path,
             "SELECT count(DISTINCT (interaction_id, kit_code)) FROM semarize.evaluations",
         )[0][0]
-        available = _rows(
+        available = rows(
             duckdb_path, "SELECT count(*) FROM callminer.transcripts WHERE status = 'available'"
         )[0][0]
         assert evaluated == 3 * available
@@ -131,7 +98,7 @@ def test_materialisation_metadata_is_useful(
     dagster_home: dg.DagsterInstance, duckdb_path: Path
 ) -> None:
     with serve(SandboxConfig(seed=3, per_day=10)) as server:
-        result = _materialize(
+        result = materialize(
             dagster_home,
             sandbox_env(server.url, duckdb_path),
             ["callminer/interactions", "callminer/transcripts"],
@@ -184,7 +151,7 @@ def test_dagster_cli_materializes_into_an_empty_duckdb_file(tmp_path: Path) -> N
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "built-in sandbox" in proc.stderr
-    counts = _rows(
+    counts = rows(
         db,
         "SELECT (SELECT count(*) FROM callminer.interactions),"
         " (SELECT count(*) FROM callminer.transcripts)",

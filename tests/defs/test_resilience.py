@@ -1,0 +1,144 @@
+"""Whole-pipeline runs against a misbehaving loopback sandbox: same data, nothing leaked."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from callminer_assets.sandbox.app import SandboxConfig
+from callminer_assets.sandbox.generator import Generator
+from callminer_assets.sandbox.server import serve
+from callminer_assets.warehouse.schema import TABLES
+from callminer_assets.warehouse.store import connect_published
+from tests.defs.helpers import EXTRACT, materialize, rows, sandbox_env
+
+DAY = date(2025, 3, 4)
+# Columns that record *when* or *which run*, not *what*: they differ between any two runs.
+TIMING = {
+    "extracted_at",
+    "fetched_at",
+    "evaluated_at",
+    "first_seen_pending_at",
+    "run_id",
+    "quarantined_at",
+}
+RAW = [
+    "callminer.interactions",
+    "callminer.transcripts",
+    "callminer.utterances",
+    "semarize.evaluations",
+]
+
+
+def _snapshot(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    con = connect_published(path)
+    try:
+        out = {}
+        for name in RAW:
+            cols = [f'"{c}"' for c in TABLES[name].column_names if c not in TIMING]
+            sql = f"SELECT {', '.join(cols)} FROM {name} ORDER BY ALL"  # noqa: S608 - schema.py names
+            out[name] = con.execute(sql).fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def _run(
+    tmp_path: Path, name: str, config: SandboxConfig, **env: str
+) -> tuple[Path, dg.ExecuteInProcessResult, object]:
+    db = tmp_path / name / "w.duckdb"
+    db.parent.mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / name)) as instance, serve(config) as server:
+        result = materialize(
+            instance, sandbox_env(server.url, db, **env), EXTRACT, partition_key=str(DAY)
+        )
+        logs = "\n".join(str(e) for e in instance.all_logs(result.run_id))
+        return db, result, (server.state, logs)
+
+
+def test_transport_faults_change_nothing_but_timing(tmp_path: Path) -> None:
+    base = {"seed": 5, "per_day": 16, "pending_fraction": 0.0, "failed_run_rate": 0.0}
+    clean_db, clean, _ = _run(tmp_path, "clean", SandboxConfig(**base))
+    faulty_cfg = SandboxConfig(
+        **base, faults="transport", fault_rate=0.25, token_ttl=2.0, drift_rate=0.3, max_page_size=5
+    )
+    faulty_db, faulty, (state, _) = _run(tmp_path, "faulty", faulty_cfg, CALLMINER_PAGE_SIZE="5")
+    assert clean.success and faulty.success
+    faults = [e["fault"] for e in state.request_log if e.get("fault")]  # type: ignore[attr-defined]
+    assert len(faults) >= 5, "the faulty run met too few faults to prove anything"
+    assert _snapshot(faulty_db) == _snapshot(clean_db)
+
+
+def test_hostile_records_are_quarantined_and_valid_ones_land_verbatim(tmp_path: Path) -> None:
+    config = SandboxConfig(
+        seed=9, per_day=40, faults="hostile", fault_rate=0.0, pending_fraction=0.0
+    )
+    db, result, _ = _run(tmp_path, "hostile", config)
+    assert result.success
+    listed = Generator(seed=9, per_day=40).interactions(DAY, hostile=True)
+    valid = {
+        r["id"]: r for r in Generator(seed=9, per_day=40).interactions(DAY) if isinstance(r, dict)
+    }
+    landed = dict(rows(db, "SELECT interaction_id, agent_name FROM callminer.interactions"))
+    assert set(landed) == set(valid)
+    # Hostile strings (quotes, SQL, NUL, emoji, RTL, CJK) survive byte for byte.
+    hostile_rows = {r["id"]: r for r in listed if isinstance(r, dict) and r.get("id") in valid}
+    for iid, rec in hostile_rows.items():
+        assert landed[iid] == rec.get("agentName")
+    quarantined = rows(
+        db, "SELECT reason, payload FROM callminer.quarantine WHERE source = 'interaction'"
+    )
+    assert len(quarantined) == len(listed) - len(valid) > 0
+    assert all(reason for reason, _ in quarantined)
+    reasons = " ".join(r for r, _ in quarantined)
+    for expected in ("missing id", "unknown channel", "unparseable startTime", "not an object"):
+        assert expected in reasons
+
+
+SECRET = "cs-Very$ecret'value"
+API_KEY = "smz_test_K3y-never-to-be-seen"
+
+
+def test_no_secret_or_token_in_logs_metadata_or_warehouse(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = SandboxConfig(
+        seed=2,
+        per_day=6,
+        client_secret=SECRET,
+        semarize_key=API_KEY,
+        faults="transport",
+        fault_rate=0.2,
+        token_ttl=1.0,
+    )
+    db, result, (state, logs) = _run(
+        tmp_path,
+        "secrets",
+        config,
+        CALLMINER_CLIENT_SECRET=SECRET,
+        SEMARIZE_API_KEY=API_KEY,
+    )
+    assert result.success
+    tokens = list(state.tokens)  # type: ignore[attr-defined]
+    assert state.tokens_issued >= 1  # type: ignore[attr-defined]
+    out, err = capfd.readouterr()
+    metadata = "\n".join(str(e.event_specific_data) for e in result.all_events)
+    assert "dagster/row_count" in metadata
+    con = connect_published(db)
+    try:
+        dump = "\n".join(
+            str(con.execute(f"SELECT * FROM {name}").fetchall())  # noqa: S608 - schema.py names
+            for name in TABLES
+            if con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?",
+                [name],
+            ).fetchone()[0]  # type: ignore[index]
+        )
+    finally:
+        con.close()
+    for haystack in (logs, out, err, metadata, dump, str(state.request_log)):  # type: ignore[attr-defined]
+        for needle in (SECRET, API_KEY, *tokens):
+            assert needle not in haystack

@@ -1,0 +1,52 @@
+"""Settings: env parsing, start-up errors, secrets never in repr."""
+
+from __future__ import annotations
+
+import pytest
+
+from callminer_assets.lib.errors import ConfigError
+from callminer_assets.lib.settings import CallMinerSettings, SemarizeSettings
+
+ENV = {
+    "CALLMINER_AUTH_URL": "https://auth.example",
+    "CALLMINER_API_URL": "https://api.example",
+    "CALLMINER_CLIENT_ID": "id-1",
+    "CALLMINER_CLIENT_SECRET": "very-secret",
+    "CALLMINER_REQUESTS_PER_SECOND": "12.5",
+    "CALLMINER_CONCURRENCY": "4",
+    "SEMARIZE_API_URL": "https://smz.example",
+    "SEMARIZE_API_KEY": "smz_live_abc",
+}
+
+
+def test_from_env_reads_everything_and_hides_secrets() -> None:
+    cm = CallMinerSettings.from_env(ENV)
+    smz = SemarizeSettings.from_env(ENV)
+    assert cm is not None and smz is not None
+    assert (cm.requests_per_second, cm.concurrency, cm.client_id) == (12.5, 4, "id-1")
+    assert "very-secret" not in repr(cm) and "smz_live_abc" not in repr(smz)
+
+
+def test_unset_means_sandbox() -> None:
+    assert CallMinerSettings.from_env({}) is None
+    assert SemarizeSettings.from_env({}) is None
+
+
+@pytest.mark.parametrize(
+    "drop", ["CALLMINER_AUTH_URL", "CALLMINER_API_URL", "CALLMINER_CLIENT_SECRET"]
+)
+def test_partial_callminer_config_is_a_clear_error(drop: str) -> None:
+    env = {k: v for k, v in ENV.items() if k != drop}
+    with pytest.raises(ConfigError, match=drop):
+        CallMinerSettings.from_env(env)
+
+
+def test_bad_values_rejected_at_start() -> None:
+    with pytest.raises(ConfigError, match="CALLMINER_CONCURRENCY"):
+        CallMinerSettings.from_env({**ENV, "CALLMINER_CONCURRENCY": "lots"})
+    with pytest.raises(ConfigError):
+        CallMinerSettings.from_env({**ENV, "CALLMINER_REQUESTS_PER_SECOND": "0"})
+    with pytest.raises(ConfigError, match="SEMARIZE_API_URL"):
+        SemarizeSettings.from_env({"SEMARIZE_API_KEY": "k"})
+    with pytest.raises(ConfigError):
+        SemarizeSettings(api_url="u", api_key="k", mode="batch")  # type: ignore[arg-type]
