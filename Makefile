@@ -10,7 +10,7 @@ END    ?= 2025-06-30
 BENCH_LATENCY_MS ?= 150
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: help run test dev bench lint typecheck fmt clean
+.PHONY: help run test dev bench webhook sandbox lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml ## open the Dagster UI (sensors on) a
 
 bench: $(STAMP) ## extraction benchmark against a rate-limited loopback sandbox
 	$(BIN)/python benchmarks/extract.py --latency-ms $(BENCH_LATENCY_MS)
+
+webhook: $(STAMP) ## the real-time events listener on :8787 (needs CALLMINER_WEBHOOK_SECRET)
+	$(BIN)/python -m callminer_assets.webhook --port 8787
+
+sandbox: $(STAMP) ## the sandbox as a real HTTP server on :8700
+	$(BIN)/python -m callminer_assets.sandbox --port 8700
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff format --check callminer_assets tests benchmarks

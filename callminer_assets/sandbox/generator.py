@@ -10,6 +10,7 @@ exactly the phrases the latent traits made the agents say.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import random
@@ -22,7 +23,20 @@ from typing import Any
 from callminer_assets.kits import lexicon as lx
 
 DEFAULT_SEED = 42
-N_AGENTS = 120
+N_AGENTS = 120  # seats: agents employed at any one time (minus a few vacancies being hired for)
+# Staffing simulation: every seat is refilled after its agent leaves, so the headcount stays
+# ~N_AGENTS while ~35-40 % of it turns over each year, as in real contact centres. Tenure is a
+# mixture: a third of hires leave early (mean ~9 months), the rest stay ~3.7 years on average.
+_SIM_START = date(2013, 1, 1)
+_SIM_END = date(2040, 12, 31)
+_EARLY_LEAVER_SHARE = 0.35
+_EARLY_TENURE_DAYS = (60, 200)  # (minimum, mean of the exponential part)
+_LONG_TENURE_DAYS = (120, 1200)
+_REFILL_DAYS = (7, 42)  # vacancy between a leave and the replacement's hire date
+# Pre-leave decline: over the LEAVE_RAMP_DAYS before the leave date the agent's stress rises
+# and performance falls; how strongly varies by person and ~10 % leave with no warning at all.
+LEAVE_RAMP_DAYS = 120
+_SUDDEN_LEAVER_SHARE = 0.10
 TEAMS = ("Atlas", "Borealis", "Cedar", "Delta", "Ember", "Fjord")
 _FIRST = (
     "Aisha Ben Carla Dev Elena Farid Grace Hiro Ines Jonas Kemi Liam Maya Nils Omar Priya "
@@ -32,10 +46,29 @@ _LAST = (
     "Adams Baker Chen Diaz Evans Fischer Garcia Hughes Ito Jones Khan Lopez Murphy Novak "
     "Okafor Patel Reyes Silva Turner Walsh Young Zhang"
 ).split()
-_EPOCH_MONTH = 2015 * 12  # month index origin for the stress random walk
-_N_MONTHS = 25 * 12
 
 CHANNEL_WEIGHTS = (("voice", 0.60), ("chat", 0.20), ("email", 0.15), ("video", 0.05))
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStyle:
+    """How a channel shifts what agents and customers do (templates, holds, asynchrony)."""
+
+    slip: float  # multiplies the chance of missing a compliance step (templates help)
+    empathy: float  # multiplies the per-turn chance of an empathy statement
+    resolution: float  # added to the chance of resolving the contact
+    effort: float  # base chance that the customer voices effort (holds, repeats)
+    brand: float  # added to the chance of the branded greeting
+
+
+CHANNEL_STYLE: dict[str, ChannelStyle] = {
+    # live voice: the disclosure is said by the agent, so it is forgotten most often
+    "voice": ChannelStyle(slip=1.0, empathy=1.0, resolution=0.0, effort=0.30, brand=0.0),
+    "video": ChannelStyle(slip=0.9, empathy=1.1, resolution=0.03, effort=0.22, brand=0.05),
+    # chat and email use canned openers (disclosure, brand) but are terser and slower to resolve
+    "chat": ChannelStyle(slip=0.6, empathy=1.3, resolution=-0.06, effort=0.18, brand=0.15),
+    "email": ChannelStyle(slip=0.45, empathy=2.6, resolution=-0.12, effort=0.30, brand=0.25),
+}
 # campaign -> (topics, direction, queue prefix)
 CAMPAIGNS: dict[str, tuple[tuple[str, ...], str]] = {
     "inbound_care": (("billing", "technical", "account", "complaint"), "inbound"),
@@ -109,7 +142,8 @@ class Agent:
     empathy: float
     stress_base: float
     receptivity: float
-    stress_walk: tuple[float, ...]
+    stress_walk: tuple[float, ...]  # monthly stress drift from the hire month on
+    leave_drift: float = 1.0  # strength of the pre-leave decline (0: leaves without warning)
 
     def employed_on(self, day: date) -> bool:
         return self.hire_date <= day and (self.leave_date is None or day < self.leave_date)
@@ -144,54 +178,84 @@ class Spec:
     customer_email: str
 
 
+def _month_index(d: date) -> int:
+    return d.year * 12 + d.month - 1
+
+
+def _tenure_days(rng: random.Random) -> int:
+    lo, mean = _EARLY_TENURE_DAYS if rng.random() < _EARLY_LEAVER_SHARE else _LONG_TENURE_DAYS
+    return lo + int(rng.expovariate(1.0 / mean))
+
+
 def build_roster(seed: int = DEFAULT_SEED, n_agents: int = N_AGENTS) -> tuple[Agent, ...]:
-    """~120 agents: most hired 2019-2024, some later; about a third leave 2025-01..2027-06."""
+    """Everyone who ever held one of ``n_agents`` seats between 2013 and 2040.
+
+    Each seat starts filled (hired 2008-2012) and is refilled a few weeks after its agent
+    leaves, so about ``n_agents`` are employed on any day and each month of any year has
+    several leavers and hires. Ids are assigned in hire order; the latent traits are drawn
+    per agent (compliance discipline skewed high: most agents follow the script, a minority
+    does not).
+    """
     rng = random.Random(_h(seed, "roster"))
+    stints: list[tuple[date, date | None, int]] = []
+    for seat in range(n_agents):
+        hire = _SIM_START - timedelta(days=rng.randrange(5 * 365))
+        leave = hire + timedelta(days=_tenure_days(rng))
+        while leave <= _SIM_START:  # the seat's first occupant is whoever holds it in 2013
+            hire = leave + timedelta(days=rng.randint(*_REFILL_DAYS))
+            leave = hire + timedelta(days=_tenure_days(rng))
+        while True:
+            if leave > _SIM_END:
+                stints.append((hire, None, seat))
+                break
+            stints.append((hire, leave, seat))
+            hire = leave + timedelta(days=rng.randint(*_REFILL_DAYS))
+            leave = hire + timedelta(days=_tenure_days(rng))
+    stints.sort(key=lambda t: (t[0], t[2]))
     agents: list[Agent] = []
-    for i in range(1, n_agents + 1):
-        if i <= int(n_agents * 0.75):
-            hire = date(2019, 1, 1) + timedelta(days=rng.randrange(6 * 365))
-        else:
-            hire = date(2025, 1, 1) + timedelta(days=rng.randrange(620))
-        leave: date | None = None
-        if rng.random() < 0.33:
-            lo = max(hire + timedelta(days=200), date(2025, 1, 1))
-            hi = date(2027, 6, 30)
-            if lo < hi:
-                leave = lo + timedelta(days=rng.randrange((hi - lo).days))
+    for i, (hire, leave, seat) in enumerate(stints, start=1):
+        arng = random.Random(_h(seed, "agent", i))
+        months = _month_index(leave or _SIM_END) - _month_index(hire) + 1
         walk = [0.0]
-        for _ in range(_N_MONTHS - 1):
-            walk.append(_clamp(walk[-1] + rng.uniform(-0.06, 0.06), -0.25, 0.25))
+        for _ in range(months - 1):
+            walk.append(_clamp(walk[-1] + arng.uniform(-0.06, 0.06), -0.25, 0.25))
+        sudden = arng.random() < _SUDDEN_LEAVER_SHARE
         agents.append(
             Agent(
                 agent_id=f"AG-{i:04d}",
-                agent_name=f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
-                team=f"Team {TEAMS[(i - 1) % len(TEAMS)]}",
+                agent_name=f"{arng.choice(_FIRST)} {arng.choice(_LAST)}",
+                team=f"Team {TEAMS[seat % len(TEAMS)]}",
                 hire_date=hire,
                 leave_date=leave,
-                compliance=round(rng.uniform(0.25, 0.98), 4),
-                empathy=round(rng.uniform(0.15, 0.95), 4),
-                stress_base=round(rng.uniform(0.05, 0.45), 4),
-                receptivity=round(rng.uniform(0.1, 0.95), 4),
+                compliance=round(_clamp(arng.betavariate(4.0, 1.4), 0.15, 0.99), 4),
+                empathy=round(arng.uniform(0.15, 0.95), 4),
+                stress_base=round(arng.uniform(0.05, 0.45), 4),
+                receptivity=round(arng.uniform(0.1, 0.95), 4),
                 stress_walk=tuple(walk),
+                leave_drift=0.0 if sudden else round(arng.uniform(0.6, 1.0), 4),
             )
         )
     return tuple(agents)
 
 
 def traits_at(agent: Agent, day: date) -> Traits:
-    """Effective traits: monthly stress drift; in the ~90 days before leaving, decline."""
+    """Effective traits: monthly stress drift; in the ~4 months before leaving, decline.
+
+    The decline ramps from 0 (``LEAVE_RAMP_DAYS`` before the leave date) to the agent's
+    ``leave_drift`` on the last day: more stress (frustration), less discipline, empathy and
+    openness to coaching.
+    """
     ramp = 0.0
     if agent.leave_date is not None:
         days_left = (agent.leave_date - day).days
-        if 0 <= days_left <= 90:
-            ramp = (90 - days_left) / 90
-    m = min(max(day.year * 12 + day.month - 1 - _EPOCH_MONTH, 0), _N_MONTHS - 1)
+        if 0 <= days_left <= LEAVE_RAMP_DAYS:
+            ramp = agent.leave_drift * (LEAVE_RAMP_DAYS - days_left) / LEAVE_RAMP_DAYS
+    m = min(max(_month_index(day) - _month_index(agent.hire_date), 0), len(agent.stress_walk) - 1)
     return Traits(
         compliance=agent.compliance * (1 - 0.35 * ramp),
         empathy=agent.empathy * (1 - 0.45 * ramp),
-        stress=_clamp(agent.stress_base + agent.stress_walk[m] + 0.6 * ramp),
-        receptivity=agent.receptivity * (1 - 0.3 * ramp),
+        stress=_clamp(agent.stress_base + agent.stress_walk[m] + 0.75 * ramp),
+        receptivity=agent.receptivity * (1 - 0.4 * ramp),
         leaving_ramp=ramp,
     )
 
@@ -231,16 +295,37 @@ class Generator:
             for a in self.roster
         }
 
-    def write_roster_csv(self, path: str | Path) -> Path:
-        """The HR export: agent_id, agent_name, team, hire_date, leave_date (empty if none)."""
+    def hr_roster(self, as_of: date | None = None) -> list[tuple[str, str, str, date, date | None]]:
+        """The roster as HR knows it on ``as_of`` (default: today, UTC).
+
+        HR lists whoever has been hired by then, with a leave date only once it has happened:
+        future leaves (which the generator already knows) are not in the file.
+        """
+        as_of = as_of or datetime.now(UTC).date()
+        return [
+            (
+                a.agent_id,
+                a.agent_name,
+                a.team,
+                a.hire_date,
+                a.leave_date if a.leave_date is not None and a.leave_date <= as_of else None,
+            )
+            for a in self.roster
+            if a.hire_date <= as_of
+        ]
+
+    def write_roster_csv(self, path: str | Path, as_of: date | None = None) -> Path:
+        """The HR export as of ``as_of`` (default today, UTC): agent_id, agent_name, team,
+        hire_date, leave_date (empty while the agent is employed)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         with p.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["agent_id", "agent_name", "team", "hire_date", "leave_date"])
-            for a in self.roster:
-                leave = a.leave_date.isoformat() if a.leave_date else ""
-                w.writerow([a.agent_id, a.agent_name, a.team, a.hire_date.isoformat(), leave])
+            for agent_id, name, team, hire, leave in self.hr_roster(as_of):
+                w.writerow(
+                    [agent_id, name, team, hire.isoformat(), leave.isoformat() if leave else ""]
+                )
         return p
 
     # -- one day --------------------------------------------------------------------------------
@@ -258,6 +343,12 @@ class Generator:
         day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         starts = sorted(rng.randrange(86400) for _ in range(self.per_day if working else 0))
         traits = {a.agent_id: traits_at(a, day) for a in working}
+        # agents about to leave are absent more often (fewer contacts), a classic early sign
+        cum: list[float] = []
+        total = 0.0
+        for a in working:
+            total += 1.0 - 0.5 * traits[a.agent_id].leaving_ramp
+            cum.append(total)
         ymd = day.strftime("%Y%m%d")
         rows: list[tuple[datetime | None, Any]] = []
         specs: dict[str, Spec] = {}
@@ -265,7 +356,7 @@ class Generator:
         for n, sec in enumerate(starts, start=1):
             iid = f"INT-{ymd}-{n:05d}"
             start = day_start + timedelta(seconds=sec)
-            agent = working[rng.randrange(len(working))]
+            agent = working[min(bisect.bisect_right(cum, rng.random() * total), len(working) - 1)]
             tr = traits[agent.agent_id]
             channel = _weighted(rng, CHANNEL_WEIGHTS)
             campaign = _weighted(rng, CAMPAIGN_WEIGHTS)
@@ -274,6 +365,7 @@ class Generator:
             topics, direction = CAMPAIGNS[campaign]
             topic = topics[rng.randrange(len(topics))]
             p_res = 0.25 + 0.45 * tr.empathy + 0.25 * (1 - tr.stress)
+            p_res += CHANNEL_STYLE[channel].resolution
             resolved = rng.random() < p_res
             if channel == "voice":
                 n_utt = rng.randint(20, 150)
@@ -410,17 +502,27 @@ class Generator:
 
     # -- transcripts -----------------------------------------------------------------------------
     def utterances(self, spec: Spec, hostile: bool = False) -> list[tuple[str, str]]:
-        """(role, text) pairs; what a trait makes likely is what the kits later find."""
+        """(role, text) pairs; what a trait makes likely is what the kits later find.
+
+        Compliance steps are missed with a chance that grows steeply as discipline falls
+        (most agents follow the script; the low-discipline minority causes most failures),
+        scaled by the channel (chat and email openers are templated, voice is said live).
+        Frustration and customer effort are per-contact events (an agent snaps at a customer
+        in some contacts, not on every turn), so their frequency tracks stress directly.
+        """
         rng = random.Random(_h(self.seed, "tx", spec.interaction_id))
         tr = spec.traits
         topic = spec.topic
+        style = CHANNEL_STYLE[spec.channel]
         out: list[tuple[str, str]] = []
         a = out.append
         c = rng.choice
-        p_disclose = 0.1 + 0.9 * tr.compliance
-        disclose = rng.random() < p_disclose
-        early = rng.random() < tr.compliance
-        brand = rng.random() < 0.3 + 0.6 * (1 - tr.stress)
+        written = spec.channel in ("chat", "email")
+        slack = style.slip * (1 - tr.compliance) ** 2.2  # 0 for a perfect agent
+        disclose = rng.random() >= 0.015 * style.slip + 0.9 * slack
+        early = rng.random() >= 0.04 * style.slip + 0.6 * slack
+        disclosure = lx.RECORDING_DISCLOSURE[3] if written else c(lx.RECORDING_DISCLOSURE[:3])
+        brand = rng.random() < 0.3 + 0.6 * (1 - tr.stress) + style.brand
         greet = f"Thank you for calling {lx.BRAND}" if brand else "Hello"
         if spec.channel == "email":
             greet = f"Thank you for contacting {lx.BRAND}" if brand else "Hi"
@@ -428,23 +530,21 @@ class Generator:
             a(("customer", c(("Hello?", "Hi", "Hello"))))
         opener = f"{greet}, my name is {spec.agent.agent_name.split()[0]}."
         if disclose and early:
-            opener += f" Please note {c(lx.RECORDING_DISCLOSURE)}."
+            opener += f" Please note {disclosure}."
         a(("agent", opener))
-        if spec.campaign == "collections" and rng.random() < 0.1 + 0.9 * tr.compliance:
+        if spec.campaign == "collections" and rng.random() >= 0.02 + 0.8 * slack:
             a(("agent", f"I must tell you {lx.MINI_MIRANDA[0]}, and {lx.MINI_MIRANDA[1]}."))
         a(("customer", c(lx.CUSTOMER_REASON[topic])))
         if disclose and not early:
-            a(("agent", f"Before we go on, {c(lx.RECORDING_DISCLOSURE)}."))
-        if rng.random() < 0.1 + 0.85 * tr.compliance:
+            a(("agent", f"Before we go on, {disclosure}."))
+        if rng.random() >= 0.015 * style.slip + 0.8 * slack:
             a(("agent", f"{c(lx.CONSENT_REQUEST).capitalize()} discuss your account today?"))
             a(("customer", c(lx.CONSENT_AFFIRM).capitalize() + "."))
+        body_start = len(out)
         body_end = max(len(out) + 1, spec.n_utterances - 3)
-        p_emp = 0.03 + 0.3 * tr.empathy
-        p_fru = 0.005 + 0.12 * tr.stress
-        p_pro = 0.02 * (1 - tr.compliance) ** 2
+        p_emp = (0.03 + 0.3 * tr.empathy) * style.empathy
         p_rec = 0.01 + 0.2 * tr.receptivity
         p_def = 0.06 * (1 - tr.receptivity)
-        p_eff = 0.02 + 0.08 * tr.stress
         agent_lines = lx.AGENT_FILLER + lx.AGENT_TOPIC_LINES[topic]
         cust_lines = lx.CUSTOMER_FILLER + lx.CUSTOMER_REASON[topic]
         escalate = rng.random() < 0.02 + 0.25 * tr.stress * (0.5 if spec.resolved else 1.5)
@@ -456,22 +556,16 @@ class Generator:
                 text = c(agent_lines)
                 if r < p_emp:
                     text = f"{c(lx.EMPATHY).capitalize()}. {text}"
-                elif r < p_emp + p_fru:
-                    text = f"{c(lx.FRUSTRATION).capitalize()}. {text}"
-                elif r < p_emp + p_fru + p_rec:
+                elif r < p_emp + p_rec:
                     text = f"{c(lx.RECEPTIVE).capitalize()}. {text}"
-                elif r < p_emp + p_fru + p_rec + p_def:
+                elif r < p_emp + p_rec + p_def:
                     text = f"{c(lx.DEFENSIVE).capitalize()}. {text}"
-                if rng.random() < p_pro:
-                    text += f" {c(lx.PROHIBITED).capitalize()}."
                 if tr.stress > 0.6 and rng.random() < 0.03:
                     text += f" {c(lx.BRAND_NEGATIVE).capitalize()}."
                 a(("agent", text))
                 turn = "customer"
             else:
                 text = c(cust_lines)
-                if rng.random() < p_eff:
-                    text = f"{c(lx.CUSTOMER_EFFORT).capitalize()}. {text}"
                 if escalate and len(out) >= esc_at:
                     text = f"{c(lx.ESCALATION_REQUEST).capitalize()}."
                     escalate = False
@@ -485,6 +579,24 @@ class Generator:
         else:
             a(("agent", f"I'm afraid {c(lx.UNRESOLVED)}. {lx.CLOSINGS_AGENT[0]}"))
             a(("customer", lx.CLOSINGS_CUSTOMER[1]))
+        # per-contact events, placed on body turns (or the closing turn of a short contact)
+        agent_at = [i for i in range(body_start, len(out)) if out[i][0] == "agent"]
+        cust_at = [i for i in range(body_start, len(out)) if out[i][0] == "customer"]
+        n_fru = 0
+        if rng.random() < 0.03 + 0.6 * tr.stress:
+            n_fru = 1 + (rng.random() < tr.stress) + (rng.random() < tr.stress**2)
+        for _ in range(n_fru):
+            i = c(agent_at)
+            out[i] = ("agent", f"{c(lx.FRUSTRATION).capitalize()}. {out[i][1]}")
+        n_pro = sum(rng.random() < 0.4 * slack for _ in range(2))
+        for _ in range(n_pro):
+            i = c(agent_at)
+            out[i] = ("agent", f"{out[i][1]} {c(lx.PROHIBITED).capitalize()}.")
+        p_eff = style.effort * (0.4 + tr.stress) * (0.7 if spec.resolved else 1.5)
+        n_eff = (rng.random() < p_eff) + (rng.random() < p_eff / 3)
+        for _ in range(n_eff):
+            i = c(cust_at)
+            out[i] = ("customer", f"{c(lx.CUSTOMER_EFFORT).capitalize()}. {out[i][1]}")
         if brand and rng.random() < 0.5:
             a(("agent", f"{lx.BRAND_POSITIVE[2].capitalize()}. {lx.CLOSINGS_AGENT[1]}"))
         return out
@@ -566,6 +678,8 @@ def transcript_text(payload: dict[str, Any], mailbox: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_roster_csv(path: str | Path, seed: int = DEFAULT_SEED) -> Path:
-    """Write the roster of ``seed`` as the HR CSV export the pipeline reads."""
-    return Generator(seed, per_day=0).write_roster_csv(path)
+def write_roster_csv(
+    path: str | Path, seed: int = DEFAULT_SEED, as_of: date | None = None
+) -> Path:
+    """Write the roster of ``seed`` as HR exports it on ``as_of`` (default: today, UTC)."""
+    return Generator(seed, per_day=0).write_roster_csv(path, as_of=as_of)

@@ -26,6 +26,9 @@ def sandbox_env(server_url: str, duckdb_path: Path, **extra: str) -> dict[str, s
         "SEMARIZE_API_URL": server_url,
         "SEMARIZE_API_KEY": "smz_test_sandbox",
         "DUCKDB_PATH": str(duckdb_path),
+        # Loopback is fast; tests about the rate limit itself set their own.
+        "CALLMINER_REQUESTS_PER_SECOND": "500",
+        "SEMARIZE_REQUESTS_PER_SECOND": "500",
         **extra,
     }
 
