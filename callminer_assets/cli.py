@@ -46,10 +46,10 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
 def _materialize(
     selection: dg.AssetSelection, instance: dg.DagsterInstance, tags: dict[str, str]
 ) -> None:
-    from callminer_assets.definitions import defs
+    from callminer_assets.definitions import ALL_ASSETS, defs
 
     result = dg.materialize(
-        list(defs.assets or []),
+        ALL_ASSETS,
         instance=instance,
         selection=selection,
         tags=tags,

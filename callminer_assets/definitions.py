@@ -38,8 +38,10 @@ DAILY_ASSETS: list[dg.AssetKey] = [
 MONTHLY_ASSETS: list[dg.AssetKey] = list(MONTHLY_KEYS)
 UNPARTITIONED_ASSETS: list[dg.AssetKey] = list(UNPARTITIONED_KEYS)
 
+ALL_ASSETS: list[dg.AssetsDefinition] = [interactions, transcripts, evaluations, *ANALYTICS_ASSETS]
+
 defs = dg.Definitions(
-    assets=[interactions, transcripts, evaluations, *ANALYTICS_ASSETS],
+    assets=ALL_ASSETS,
     sensors=SENSORS,
     resources=build_resources(),
 )

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from callminer_assets.lib.errors import AuthError, DataError
-from callminer_assets.lib.http import HttpBase, LoggerLike, gather_all
+from callminer_assets.lib.http import HttpBase, LoggerLike, gather_progress
 from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.lib.settings import (
     MIN_TOKEN_REUSE_S,
@@ -271,18 +271,9 @@ class CallMinerClient:
     async def fetch_transcripts(self, ids: Iterable[str]) -> list[TranscriptFetch]:
         """One ``TranscriptFetch`` per distinct id, fetched concurrently (bounded by the client)."""
         unique = list(dict.fromkeys(ids))
-        done = 0
-        step = max(100, len(unique) // 10)
-
-        async def one(interaction_id: str) -> TranscriptFetch:
-            nonlocal done
-            result = await self.fetch_transcript(interaction_id)
-            done += 1
-            if done % step == 0:
-                self.log.info("fetched %d of %d transcripts", done, len(unique))
-            return result
-
-        results = await gather_all(one(i) for i in unique)
+        results = await gather_progress(
+            unique, self.fetch_transcript, log=self.log, what="fetched transcripts", min_step=100
+        )
         pending = sum(1 for r in results if r.status == "pending")
         self.log.info(
             "fetched %d transcripts: %d available, %d pending",

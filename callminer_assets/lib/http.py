@@ -16,7 +16,7 @@ import email.utils
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -42,6 +42,7 @@ from callminer_assets.lib.errors import (
 from callminer_assets.lib.settings import RATE_WINDOW_MARGIN_S, RetryPolicy
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 
 _NOT_TRANSIENT_5XX = frozenset({501, 505})
 _DEFAULT_LOGGER = logging.getLogger("callminer_assets.lib")
@@ -379,6 +380,29 @@ def error_detail(response: httpx.Response, limit: int = 200) -> str:
     parts = [str(p) for p in (code, message) if p not in (None, "")]
     text = ": ".join(parts).replace("\n", " ").replace("\r", " ")
     return text[:limit]
+
+
+async def gather_progress(
+    items: Sequence[ItemT],
+    fn: Callable[[ItemT], Awaitable[T]],
+    *,
+    log: LoggerLike,
+    what: str,
+    min_step: int = 50,
+) -> list[T]:
+    """``fn`` over ``items`` concurrently (the client bounds it), logging every ~10 %."""
+    done = 0
+    step = max(min_step, len(items) // 10)
+
+    async def one(item: ItemT) -> T:
+        nonlocal done
+        result = await fn(item)
+        done += 1
+        if done % step == 0:
+            log.info("%s %d of %d", what, done, len(items))
+        return result
+
+    return await gather_all(one(i) for i in items)
 
 
 async def gather_all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from callminer_assets.lib.errors import DataError, PollTimeoutError
-from callminer_assets.lib.http import HttpBase, LoggerLike, error_detail, gather_all
+from callminer_assets.lib.http import HttpBase, LoggerLike, error_detail, gather_progress
 from callminer_assets.lib.models import Brick, EvalOutcome, EvalRequest
 from callminer_assets.lib.settings import SemarizeSettings
 
@@ -74,18 +74,7 @@ class SemarizeClient:
     async def evaluate_many(self, requests: Sequence[EvalRequest]) -> list[EvalOutcome]:
         """One outcome per request, in order. Refused inputs and failed runs are outcomes;
         a bad key (AuthError) or an exhausted retry budget raises."""
-        done = 0
-        step = max(50, len(requests) // 10)
-
-        async def one(request: EvalRequest) -> EvalOutcome:
-            nonlocal done
-            outcome = await self.evaluate(request)
-            done += 1
-            if done % step == 0:
-                self.log.info("evaluated %d of %d", done, len(requests))
-            return outcome
-
-        outcomes = await gather_all(one(r) for r in requests)
+        outcomes = await gather_progress(requests, self.evaluate, log=self.log, what="evaluated")
         failed = sum(1 for o in outcomes if o.status == "failed")
         self.log.info(
             "semarize: %d runs, %d succeeded, %d failed",

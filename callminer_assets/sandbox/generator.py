@@ -518,9 +518,9 @@ class Generator:
         a = out.append
         c = rng.choice
         written = spec.channel in ("chat", "email")
-        slack = style.slip * (1 - tr.compliance) ** 2.2  # 0 for a perfect agent
-        disclose = rng.random() >= 0.015 * style.slip + 0.9 * slack
-        early = rng.random() >= 0.04 * style.slip + 0.6 * slack
+        slack = style.slip * (1 - tr.compliance) ** 3  # 0 for a perfect agent
+        disclose = rng.random() >= 0.015 * style.slip + 1.6 * slack
+        early = rng.random() >= 0.15 * style.slip + 1.2 * slack
         disclosure = lx.RECORDING_DISCLOSURE[3] if written else c(lx.RECORDING_DISCLOSURE[:3])
         brand = rng.random() < 0.3 + 0.6 * (1 - tr.stress) + style.brand
         greet = f"Thank you for calling {lx.BRAND}" if brand else "Hello"
@@ -532,12 +532,12 @@ class Generator:
         if disclose and early:
             opener += f" Please note {disclosure}."
         a(("agent", opener))
-        if spec.campaign == "collections" and rng.random() >= 0.02 + 0.8 * slack:
+        if spec.campaign == "collections" and rng.random() >= 0.03 + 1.4 * slack:
             a(("agent", f"I must tell you {lx.MINI_MIRANDA[0]}, and {lx.MINI_MIRANDA[1]}."))
         a(("customer", c(lx.CUSTOMER_REASON[topic])))
         if disclose and not early:
             a(("agent", f"Before we go on, {disclosure}."))
-        if rng.random() >= 0.015 * style.slip + 0.8 * slack:
+        if rng.random() >= 0.015 * style.slip + 1.4 * slack:
             a(("agent", f"{c(lx.CONSENT_REQUEST).capitalize()} discuss your account today?"))
             a(("customer", c(lx.CONSENT_AFFIRM).capitalize() + "."))
         body_start = len(out)
@@ -588,7 +588,7 @@ class Generator:
         for _ in range(n_fru):
             i = c(agent_at)
             out[i] = ("agent", f"{c(lx.FRUSTRATION).capitalize()}. {out[i][1]}")
-        n_pro = sum(rng.random() < 0.4 * slack for _ in range(2))
+        n_pro = sum(rng.random() < 0.7 * slack for _ in range(2))
         for _ in range(n_pro):
             i = c(agent_at)
             out[i] = ("agent", f"{out[i][1]} {c(lx.PROHIBITED).capitalize()}.")
@@ -678,8 +678,6 @@ def transcript_text(payload: dict[str, Any], mailbox: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_roster_csv(
-    path: str | Path, seed: int = DEFAULT_SEED, as_of: date | None = None
-) -> Path:
+def write_roster_csv(path: str | Path, seed: int = DEFAULT_SEED, as_of: date | None = None) -> Path:
     """Write the roster of ``seed`` as HR exports it on ``as_of`` (default: today, UTC)."""
     return Generator(seed, per_day=0).write_roster_csv(path, as_of=as_of)

@@ -205,7 +205,7 @@ class Warehouse:
         sql = f"SELECT {cols} FROM {table.qualified}"  # noqa: S608 - identifiers from schema.py
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        return self.query(sql, params).cast(dict(polars_schema(table)))
+        return self.query(sql, params).cast(polars_schema(table))
 
     def open_published(self) -> duckdb.DuckDBPyConnection:
         """A read-only session on the published file, as an analyst would open it."""

@@ -38,9 +38,9 @@ def range_tags(first: str, last: str) -> dict[str, Any]:
 
 
 def all_assets() -> list[dg.AssetsDefinition]:
-    from callminer_assets.definitions import defs
+    from callminer_assets.definitions import ALL_ASSETS
 
-    return list(defs.assets or [])  # type: ignore[arg-type]
+    return ALL_ASSETS
 
 
 def materialize(

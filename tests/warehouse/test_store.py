@@ -17,7 +17,7 @@ from callminer_assets.warehouse import docs
 from callminer_assets.warehouse.schema import TABLES, UTTERANCES
 from callminer_assets.warehouse.store import Warehouse
 
-HOSTILE = "it's \"quoted\"; DROP TABLE x;-- \x00 😀 مرحبا 中文\n\t"
+HOSTILE = 'it\'s "quoted"; DROP TABLE x;-- \x00 😀 مرحبا 中文\n\t'
 
 
 def _utterances(day: date, ids: list[str], text: str = "hi") -> pl.DataFrame:
@@ -102,4 +102,6 @@ def test_every_table_and_column_is_documented_in_duckdb(tmp_path: Path) -> None:
 
 def test_docs_tables_md_is_current() -> None:
     committed = (Path(__file__).parents[2] / "docs" / "tables.md").read_text()
-    assert committed == docs.render(), "run: python -m callminer_assets.warehouse.docs > docs/tables.md"
+    assert committed == docs.render(), (
+        "run: python -m callminer_assets.warehouse.docs > docs/tables.md"
+    )
