@@ -520,7 +520,7 @@ class Generator:
         written = spec.channel in ("chat", "email")
         slack = style.slip * (1 - tr.compliance) ** 3  # 0 for a perfect agent
         disclose = rng.random() >= 0.015 * style.slip + 1.6 * slack
-        early = rng.random() >= 0.15 * style.slip + 1.2 * slack
+        early = rng.random() >= 0.25 * style.slip + 1.2 * slack
         disclosure = lx.RECORDING_DISCLOSURE[3] if written else c(lx.RECORDING_DISCLOSURE[:3])
         brand = rng.random() < 0.3 + 0.6 * (1 - tr.stress) + style.brand
         greet = f"Thank you for calling {lx.BRAND}" if brand else "Hello"

@@ -103,11 +103,13 @@ def max_per_second(times: list[float]) -> int:
 # --- listing --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pagination", ["token", "offset", "bare"])
-@pytest.mark.parametrize("array_key", ["interactions", "items", "data"])
+# A bare array has no key: one case for it, not three.
+@pytest.mark.parametrize(
+    ("pagination", "array_key"),
+    [(p, k) for p in ("token", "offset") for k in ("interactions", "items", "data")]
+    + [("bare", "interactions")],
+)
 def test_listing_each_style_and_key(pagination: str, array_key: str) -> None:
-    if pagination == "bare" and array_key != "interactions":
-        pytest.skip("a bare array has no key")
     with serve(config(pagination=pagination, array_key=array_key, short_page_rate=0.3)) as srv:
         records = asyncio.run(_list(srv))
         assert ids_of(records) == expected_ids(srv)
