@@ -17,11 +17,9 @@ import dagster as dg
 import httpx
 
 from callminer_assets.defs.analytics.resources import build_analytics_resource
-from callminer_assets.defs.env import env_number
 from callminer_assets.lib.callminer import CallMinerClient
-from callminer_assets.lib.errors import ConfigError
 from callminer_assets.lib.semarize import SemarizeClient
-from callminer_assets.lib.settings import CallMinerSettings, SemarizeSettings
+from callminer_assets.lib.settings import CallMinerSettings, SemarizeSettings, env_number
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import embedded_transport
 from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH, Warehouse
@@ -72,22 +70,11 @@ class CallMinerResource(dg.ConfigurableResource):
                 page_size=self.page_size,
             )
             return CallMinerClient(settings, transport=sandbox.transport(), logger=logger)
-        missing = [
-            name
-            for name, value in (
-                ("CALLMINER_AUTH_URL", self.auth_url),
-                ("CALLMINER_API_URL", self.api_url),
-                ("CALLMINER_CLIENT_SECRET", self.client_secret),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(f"CALLMINER_CLIENT_ID is set, so {', '.join(missing)} must be too")
         settings = CallMinerSettings(
-            auth_url=str(self.auth_url),
-            api_url=str(self.api_url),
-            client_id=str(self.client_id),
-            client_secret=str(self.client_secret),
+            auth_url=self.auth_url or "",
+            api_url=self.api_url or "",
+            client_id=self.client_id or "",
+            client_secret=self.client_secret or "",
             requests_per_second=self.requests_per_second,
             concurrency=self.concurrency,
             page_size=self.page_size,
@@ -119,10 +106,8 @@ class SemarizeResource(dg.ConfigurableResource):
                 mode=self.mode,
             )
             return SemarizeClient(settings, transport=sandbox.transport(), logger=logger)
-        if not self.api_url:
-            raise ConfigError("SEMARIZE_API_KEY is set, so SEMARIZE_API_URL must be too")
         settings = SemarizeSettings(
-            api_url=self.api_url,
+            api_url=self.api_url or "",
             api_key=self.api_key or "",
             requests_per_second=self.requests_per_second,
             concurrency=self.concurrency,
@@ -148,18 +133,9 @@ def _secret(env: Mapping[str, str], name: str) -> Any:
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Resources from the environment, validated once at load time."""
     env = os.environ if env is None else env
-    if env.get("CALLMINER_CLIENT_ID"):
-        missing = [
-            n
-            for n in ("CALLMINER_AUTH_URL", "CALLMINER_API_URL", "CALLMINER_CLIENT_SECRET")
-            if not env.get(n)
-        ]
-        if missing:
-            raise ConfigError(
-                f"CALLMINER_CLIENT_ID is set, so {', '.join(missing)} must be set too"
-            )
-    if env.get("SEMARIZE_API_KEY") and not env.get("SEMARIZE_API_URL"):
-        raise ConfigError("SEMARIZE_API_KEY is set, so SEMARIZE_API_URL must be set too")
+    # Half-set or malformed credentials fail here, at load, naming the variable.
+    CallMinerSettings.from_env(env)
+    SemarizeSettings.from_env(env)
     addresses = [a.strip() for a in env.get("CALLMINER_CONTACT_CENTRE_ADDRESSES", "").split(",")]
     return {
         "sandbox": SandboxResource(

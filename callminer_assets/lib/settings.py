@@ -109,8 +109,8 @@ class CallMinerSettings:
             api_url=env["CALLMINER_API_URL"],
             client_id=env["CALLMINER_CLIENT_ID"],
             client_secret=env["CALLMINER_CLIENT_SECRET"],
-            requests_per_second=_num(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
-            concurrency=int(_num(env, "CALLMINER_CONCURRENCY", 8)),
+            requests_per_second=env_number(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
+            concurrency=int(env_number(env, "CALLMINER_CONCURRENCY", 8)),
         )
 
 
@@ -149,12 +149,13 @@ class SemarizeSettings:
         return cls(
             api_url=env["SEMARIZE_API_URL"],
             api_key=env["SEMARIZE_API_KEY"],
-            requests_per_second=_num(env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0),
-            concurrency=int(_num(env, "SEMARIZE_CONCURRENCY", 8)),
+            requests_per_second=env_number(env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0),
+            concurrency=int(env_number(env, "SEMARIZE_CONCURRENCY", 8)),
         )
 
 
-def _num(env: Mapping[str, str], name: str, default: float) -> float:
+def env_number(env: Mapping[str, str], name: str, default: float) -> float:
+    """An optional numeric environment variable; a non-number is a ConfigError naming it."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default

@@ -34,9 +34,9 @@ _EARLY_TENURE_DAYS = (60, 200)  # (minimum, mean of the exponential part)
 _LONG_TENURE_DAYS = (120, 1200)
 _REFILL_DAYS = (7, 42)  # vacancy between a leave and the replacement's hire date
 # Pre-leave decline: over the LEAVE_RAMP_DAYS before the leave date the agent's stress rises
-# and performance falls; how strongly varies by person and ~10 % leave with no warning at all.
+# and performance falls; how strongly varies by person and ~8 % leave with no warning at all.
 LEAVE_RAMP_DAYS = 120
-_SUDDEN_LEAVER_SHARE = 0.10
+_SUDDEN_LEAVER_SHARE = 0.08
 TEAMS = ("Atlas", "Borealis", "Cedar", "Delta", "Ember", "Fjord")
 _FIRST = (
     "Aisha Ben Carla Dev Elena Farid Grace Hiro Ines Jonas Kemi Liam Maya Nils Omar Priya "
@@ -232,7 +232,7 @@ def build_roster(seed: int = DEFAULT_SEED, n_agents: int = N_AGENTS) -> tuple[Ag
                 stress_base=round(arng.uniform(0.05, 0.45), 4),
                 receptivity=round(arng.uniform(0.1, 0.95), 4),
                 stress_walk=tuple(walk),
-                leave_drift=0.0 if sudden else round(arng.uniform(0.6, 1.0), 4),
+                leave_drift=0.0 if sudden else round(arng.uniform(0.7, 1.0), 4),
             )
         )
     return tuple(agents)
@@ -254,7 +254,7 @@ def traits_at(agent: Agent, day: date) -> Traits:
     return Traits(
         compliance=agent.compliance * (1 - 0.35 * ramp),
         empathy=agent.empathy * (1 - 0.45 * ramp),
-        stress=_clamp(agent.stress_base + agent.stress_walk[m] + 0.75 * ramp),
+        stress=_clamp(agent.stress_base + agent.stress_walk[m] + 0.9 * ramp),
         receptivity=agent.receptivity * (1 - 0.4 * ramp),
         leaving_ramp=ramp,
     )
@@ -347,7 +347,7 @@ class Generator:
         cum: list[float] = []
         total = 0.0
         for a in working:
-            total += 1.0 - 0.5 * traits[a.agent_id].leaving_ramp
+            total += 1.0 - 0.6 * traits[a.agent_id].leaving_ramp
             cum.append(total)
         ymd = day.strftime("%Y%m%d")
         rows: list[tuple[datetime | None, Any]] = []

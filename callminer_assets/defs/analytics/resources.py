@@ -10,8 +10,8 @@ import dagster as dg
 
 from callminer_assets.analytics.alerts import DEFAULT_THRESHOLD
 from callminer_assets.analytics.exports import DEFAULT_EXPORTS_DIR
-from callminer_assets.defs.env import env_number
 from callminer_assets.lib.errors import ConfigError
+from callminer_assets.lib.settings import env_number
 
 DEFAULT_ROSTER_PATH = "data/agent_roster.csv"
 DEFAULT_MODELS_DIR = "data/models"
