@@ -14,6 +14,7 @@ from callminer_assets.defs.analytics.assets import (
     MONTHLY_KEYS,
     UNPARTITIONED_KEYS,
 )
+from callminer_assets.defs.automation import automation_sensor
 from callminer_assets.defs.callminer.assets import (
     INTERACTIONS_KEY,
     QUARANTINE_KEY,
@@ -42,6 +43,6 @@ ALL_ASSETS: list[dg.AssetsDefinition] = [interactions, transcripts, evaluations,
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    sensors=SENSORS,
+    sensors=[*SENSORS, automation_sensor],
     resources=build_resources(),
 )

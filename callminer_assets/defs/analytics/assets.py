@@ -20,6 +20,7 @@ from callminer_assets.analytics.alerts import partition_alerts
 from callminer_assets.analytics.roster import load_roster
 from callminer_assets.defs.analytics import checks
 from callminer_assets.defs.analytics.resources import AnalyticsResource
+from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
 from callminer_assets.defs.partitions import (
     DAILY_BACKFILL_POLICY,
@@ -63,7 +64,6 @@ MODEL_KEY = dg.AssetKey(["analytics", "attrition_model"])
 RISK_KEY = dg.AssetKey(["analytics", "attrition_risk"])
 
 GROUP = "analytics"
-EAGER = dg.AutomationCondition.eager()
 
 _DAILY: dict[str, Any] = {
     "partitions_def": daily_partitions,
@@ -113,7 +113,7 @@ SCORE_CHECKS = [
             description="One typed row per evaluated interaction, pivoted from the three kits.",
             kinds={"duckdb"},
             group_name=GROUP,
-            automation_condition=EAGER,
+            automation_condition=EAGER_AFTER_CHECKS,
         ),
         dg.AssetSpec(
             FINDINGS_KEY,
@@ -124,7 +124,7 @@ SCORE_CHECKS = [
             ),
             kinds={"duckdb"},
             group_name=GROUP,
-            automation_condition=EAGER,
+            automation_condition=EAGER_AFTER_CHECKS,
         ),
     ],
     check_specs=SCORE_CHECKS,
@@ -176,7 +176,7 @@ def interaction_scores(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     deps=[SCORES_KEY, FINDINGS_KEY],
     kinds={"duckdb", "slack"},
     group_name=GROUP,
-    automation_condition=EAGER,
+    automation_condition=EAGER_AFTER_CHECKS,
     description=(
         "Interactions below the compliance threshold with failed rules and evidence; posted to "
         "SLACK_WEBHOOK_URL when set; each interaction alerted once."
@@ -238,7 +238,7 @@ FEATURE_CHECKS = [
     deps=[SCORES_KEY],
     kinds={"duckdb", "parquet"},
     group_name=GROUP,
-    automation_condition=EAGER,
+    automation_condition=EAGER_AFTER_CHECKS,
     check_specs=FEATURE_CHECKS,
     description=(
         "Per agent x month behaviour features (definitions in the column docs); low-volume "
@@ -286,7 +286,7 @@ def agent_features(
     deps=[SCORES_KEY],
     kinds={"duckdb"},
     group_name=GROUP,
-    automation_condition=EAGER,
+    automation_condition=EAGER_AFTER_CHECKS,
     description=(
         "Omnichannel report: mean empathy, resolution, effort and brand alignment per channel "
         "and each channel's gap in % to the best channel."
@@ -371,7 +371,7 @@ MODEL_CHECKS = [
     kinds={"scikitlearn", "duckdb"},
     group_name=GROUP,
     pool=DUCKDB_POOL,
-    automation_condition=EAGER,
+    automation_condition=EAGER_AFTER_CHECKS,
     check_specs=MODEL_CHECKS,
     description=(
         "Histogram gradient boosting: leaves within 90 days after the month, from the monthly "
@@ -441,7 +441,7 @@ def features_for_importance(features: pl.DataFrame, roster: pl.DataFrame) -> pl.
     kinds={"duckdb"},
     group_name=GROUP,
     pool=DUCKDB_POOL,
-    automation_condition=EAGER,
+    automation_condition=EAGER_AFTER_CHECKS,
     description=(
         "Attrition risk of every active agent for the latest month, with the features that "
         "contributed most (change in risk when replaced by the training median)."

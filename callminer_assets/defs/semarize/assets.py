@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
 from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
 from callminer_assets.defs.resources import SandboxResource, SemarizeResource, WarehouseResource
@@ -46,7 +47,7 @@ async def _evaluate(
     kinds={"duckdb"},
     group_name="semarize",
     check_specs=EVALUATION_CHECKS,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_AFTER_CHECKS,
     description=(
         "One row per interaction x kit x brick. A (transcript hash, kit) already stored is never "
         "sent again unless SEMARIZE_RESCORE=true."
