@@ -213,9 +213,9 @@ def build_roster(seed: int = DEFAULT_SEED, n_agents: int = N_AGENTS) -> tuple[Ag
             leave = hire + timedelta(days=_tenure_days(rng))
     stints.sort(key=lambda t: (t[0], t[2]))
     agents: list[Agent] = []
-    for i, (hire, leave, seat) in enumerate(stints, start=1):
+    for i, (hired, left, seat) in enumerate(stints, start=1):
         arng = random.Random(_h(seed, "agent", i))
-        months = _month_index(leave or _SIM_END) - _month_index(hire) + 1
+        months = _month_index(left or _SIM_END) - _month_index(hired) + 1
         walk = [0.0]
         for _ in range(months - 1):
             walk.append(_clamp(walk[-1] + arng.uniform(-0.06, 0.06), -0.25, 0.25))
@@ -225,8 +225,8 @@ def build_roster(seed: int = DEFAULT_SEED, n_agents: int = N_AGENTS) -> tuple[Ag
                 agent_id=f"AG-{i:04d}",
                 agent_name=f"{arng.choice(_FIRST)} {arng.choice(_LAST)}",
                 team=f"Team {TEAMS[seat % len(TEAMS)]}",
-                hire_date=hire,
-                leave_date=leave,
+                hire_date=hired,
+                leave_date=left,
                 compliance=round(_clamp(arng.betavariate(4.0, 1.4), 0.15, 0.99), 4),
                 empathy=round(arng.uniform(0.15, 0.95), 4),
                 stress_base=round(arng.uniform(0.05, 0.45), 4),
@@ -519,8 +519,8 @@ class Generator:
         c = rng.choice
         written = spec.channel in ("chat", "email")
         slack = style.slip * (1 - tr.compliance) ** 3  # 0 for a perfect agent
-        disclose = rng.random() >= 0.015 * style.slip + 1.6 * slack
-        early = rng.random() >= 0.25 * style.slip + 1.2 * slack
+        disclose = rng.random() >= 0.008 * style.slip + 1.6 * slack
+        early = rng.random() >= 0.3 * style.slip + 1.2 * slack
         disclosure = lx.RECORDING_DISCLOSURE[3] if written else c(lx.RECORDING_DISCLOSURE[:3])
         brand = rng.random() < 0.3 + 0.6 * (1 - tr.stress) + style.brand
         greet = f"Thank you for calling {lx.BRAND}" if brand else "Hello"
@@ -532,12 +532,12 @@ class Generator:
         if disclose and early:
             opener += f" Please note {disclosure}."
         a(("agent", opener))
-        if spec.campaign == "collections" and rng.random() >= 0.03 + 1.4 * slack:
+        if spec.campaign == "collections" and rng.random() >= 0.02 + 1.4 * slack:
             a(("agent", f"I must tell you {lx.MINI_MIRANDA[0]}, and {lx.MINI_MIRANDA[1]}."))
         a(("customer", c(lx.CUSTOMER_REASON[topic])))
         if disclose and not early:
             a(("agent", f"Before we go on, {disclosure}."))
-        if rng.random() >= 0.015 * style.slip + 1.4 * slack:
+        if rng.random() >= 0.008 * style.slip + 1.25 * slack:
             a(("agent", f"{c(lx.CONSENT_REQUEST).capitalize()} discuss your account today?"))
             a(("customer", c(lx.CONSENT_AFFIRM).capitalize() + "."))
         body_start = len(out)

@@ -1,8 +1,10 @@
 """Attrition model: "does this agent leave within 90 days after the month?" from monthly features.
 
 Honesty rules, because a leaky model looks great and is useless:
-- the label for month M is observable only once ``end(M) + 90 days`` is inside the data
-  (``observed_until``); younger months are not labelled and never trained on;
+- the label for month M is observable only once ``end(M) + 90 days`` is on or before the
+  roster's as-of date: the HR roster is a current file that knows every leave up to the day it
+  was exported (``roster_as_of``, default today in UTC), whatever window the interaction data
+  covers. Younger months are not labelled (unknown, not negative) and never trained on;
 - agents who already left by the end of M are not "at risk" in M and are dropped;
 - the split is by time: every test month is strictly after every train month, and training
   months whose 90-day label window reaches into the test period are purged, so no leave event
@@ -27,12 +29,20 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
+from threadpoolctl import threadpool_limits
 
 from callminer_assets.lib.models import CHANNELS
 from callminer_assets.transform.features import add_months, month_end
 from callminer_assets.warehouse.schema import ATTRITION_MODEL_METRICS, ATTRITION_RISK
 
 HORIZON_DAYS = 90
+
+
+def _single_thread() -> threadpool_limits:
+    """OpenMP threads for a few hundred rows cost more than they save, and on a busy machine
+    (Dagster running other steps) their spin-waiting turns a 50 ms fit into seconds."""
+    return threadpool_limits(limits=1, user_api="openmp")
+
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "interactions",
@@ -106,13 +116,23 @@ def model_frame(features: pl.DataFrame, roster: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def roster_as_of(value: date | str | None = None) -> date:
+    """The day the HR roster describes: ``value`` (a date or ISO text), else today in UTC."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return datetime.now(UTC).date()
+    if isinstance(value, str):
+        return date.fromisoformat(value.strip()[:10])
+    return value
+
+
 def label(
     frame: pl.DataFrame, observed_until: date, horizon_days: int = HORIZON_DAYS
 ) -> pl.DataFrame:
     """Add ``label`` (leaves in (month end, month end + horizon]) on observable, active rows.
 
-    Rows whose horizon ends after ``observed_until`` are dropped (their label is unknown, not
-    negative); rows of agents who left on or before the month end are dropped (already gone).
+    ``observed_until`` is the roster's as-of date: leaves up to that day are known. Rows whose
+    horizon ends after it are dropped (their label is unknown, not negative); rows of agents
+    who left on or before the month end are dropped (already gone).
     """
     horizon = pl.col("month_end") + pl.duration(days=horizon_days)
     return (
@@ -206,7 +226,7 @@ def _fingerprint(frame: pl.DataFrame) -> str:
 def train_attrition_model(
     features: pl.DataFrame,
     roster: pl.DataFrame,
-    observed_until: date,
+    as_of: date | None = None,
     *,
     test_fraction: float = 0.3,
     purge: bool | None = None,
@@ -215,10 +235,11 @@ def train_attrition_model(
 ) -> TrainedModel:
     """Label, split by time, fit a histogram gradient-boosting classifier, score the test set.
 
-    ``shuffle_labels_seed`` permutes the training labels: the negative control whose AUC
+    ``as_of`` is the roster's as-of date (default: today, UTC), which decides which months
+    have an observable label. ``shuffle_labels_seed`` permutes the training labels: the negative control whose AUC
     must fall to chance (used by the tests; never in production).
     """
-    labelled = label(model_frame(features, roster), observed_until)
+    labelled = label(model_frame(features, roster), roster_as_of(as_of))
     split = time_split(labelled, test_fraction=test_fraction, purge=purge)
     y_train = split.train["label"].to_numpy()
     if shuffle_labels_seed is not None:
@@ -229,17 +250,21 @@ def train_attrition_model(
     # a column never observed in training (e.g. month-over-month changes when training has a
     # single month) carries no information and breaks histogram binning: make it constant
     x_train[:, np.isnan(x_train).all(axis=0)] = 0.0
+    # small data (a few hundred agent-months, tens of leavers): shallow trees, large leaves,
+    # strong L2 and feature subsampling generalise better than a deeper, faster learner
     model = HistGradientBoostingClassifier(
-        max_iter=200,
+        max_iter=100,
         learning_rate=0.05,
-        max_depth=3,
-        min_samples_leaf=20,
-        l2_regularization=1.0,
+        max_depth=2,
+        min_samples_leaf=40,
+        l2_regularization=10.0,
+        max_features=0.5,
         random_state=0,
     )
-    model.fit(x_train, y_train)
     y_test = split.test["label"].to_numpy()
-    proba = model.predict_proba(matrix(split.test))[:, 1] if split.test.height else np.array([])
+    with _single_thread():
+        model.fit(x_train, y_train)
+        proba = model.predict_proba(matrix(split.test))[:, 1] if split.test.height else np.array([])
     two_classes = len(set(y_test.tolist())) == 2
     trained_at = (now or datetime.now(UTC)).astimezone(UTC)
     version = f"{trained_at:%Y%m%dT%H%M%SZ}-{_fingerprint(labelled)}"
@@ -289,12 +314,13 @@ def latest_model_path(models_dir: str | Path) -> Path | None:
 
 def contributions(trained: TrainedModel, x: np.ndarray) -> np.ndarray:
     """risk(x) - risk(x with feature j set to its training median), for every row and feature."""
-    base = trained.model.predict_proba(x)[:, 1]
     out = np.zeros_like(x, dtype=float)
-    for j, col in enumerate(trained.feature_columns):
-        x_j = x.copy()
-        x_j[:, j] = trained.medians[col]
-        out[:, j] = base - trained.model.predict_proba(x_j)[:, 1]
+    with _single_thread():
+        base = trained.model.predict_proba(x)[:, 1]
+        for j, col in enumerate(trained.feature_columns):
+            x_j = x.copy()
+            x_j[:, j] = trained.medians[col]
+            out[:, j] = base - trained.model.predict_proba(x_j)[:, 1]
     return out
 
 
@@ -321,7 +347,8 @@ def score_agents(
     if rows.is_empty():
         return pl.DataFrame(schema=RISK_SCHEMA)
     x = matrix(rows)
-    risk = trained.model.predict_proba(x)[:, 1]
+    with _single_thread():
+        risk = trained.model.predict_proba(x)[:, 1]
     contrib = contributions(trained, x)
     tops: list[str] = []
     for i in range(x.shape[0]):
@@ -350,17 +377,6 @@ def score_agents(
     ).sort("risk", descending=True)
 
 
-def observable_until(scores_max_date: date | None, features: pl.DataFrame) -> date:
-    """The last day the data describes: the newest scored day, else the newest month's end."""
-    if scores_max_date is not None:
-        return scores_max_date
-    if features.is_empty():
-        return date.min
-    latest = features["month"].max()
-    assert isinstance(latest, date)
-    return month_end(latest)
-
-
 __all__ = [
     "FEATURE_COLUMNS",
     "HORIZON_DAYS",
@@ -373,6 +389,7 @@ __all__ = [
     "load_model",
     "metrics_frame",
     "model_frame",
+    "roster_as_of",
     "save_model",
     "score_agents",
     "time_split",

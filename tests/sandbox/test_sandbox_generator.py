@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -14,17 +14,52 @@ from callminer_assets.kits import evaluate
 from callminer_assets.sandbox.generator import Generator, transcript_text, write_roster_csv
 
 
-def test_roster_and_csv(tmp_path: Path) -> None:
+def test_roster_turnover_and_csv(tmp_path: Path) -> None:
     g = Generator(7)
-    assert len(g.roster) == 120
     assert all(re.fullmatch(r"AG-\d{4}", a.agent_id) for a in g.roster)
-    leavers = [a for a in g.roster if a.leave_date]
-    assert 0.2 <= len(leavers) / 120 <= 0.45
-    assert all(a.leave_date > a.hire_date for a in leavers if a.leave_date)
-    path = write_roster_csv(tmp_path / "data" / "agent_roster.csv", seed=7)
+    assert all(a.leave_date > a.hire_date for a in g.roster if a.leave_date)
+    # ~120 seats, refilled after each leave: the headcount stays ~120 ...
+    for y in range(2019, 2028):
+        for m in (1, 4, 7, 10):
+            assert 108 <= sum(a.employed_on(date(y, m, 15)) for a in g.roster) <= 120
+    # ... while 30-45 % of it turns over each year, with leavers and hires in every month
+    for seed in (7, 42, 1):
+        roster = Generator(seed).roster
+        for y in (2024, 2025, 2026):
+            leavers = [a for a in roster if a.leave_date and a.leave_date.year == y]
+            assert 0.28 <= len(leavers) / 120 <= 0.5, (seed, y, len(leavers))
+        for m in range(1, 13):
+            in_month = [
+                a
+                for a in roster
+                if a.leave_date and (a.leave_date.year, a.leave_date.month) == (2025, m)
+            ]
+            assert len(in_month) >= 1, (seed, m)
+    leavers_2025 = Counter(
+        a.leave_date.month for a in g.roster if a.leave_date and a.leave_date.year == 2025
+    )
+    hires_2025 = Counter(a.hire_date.month for a in g.roster if a.hire_date.year == 2025)
+    assert sum(leavers_2025.values()) >= 36 and sum(hires_2025.values()) >= 36
+    assert sum(1 for k in range(1, 13) if leavers_2025[k] >= 2) >= 10
+
+    # the HR export knows the past only: hired by its as-of date, leaves up to that date
+    as_of = date(2025, 9, 30)
+    path = write_roster_csv(tmp_path / "data" / "agent_roster.csv", seed=7, as_of=as_of)
     rows = list(csv.DictReader(path.open()))
     assert list(rows[0]) == ["agent_id", "agent_name", "team", "hire_date", "leave_date"]
-    assert len(rows) == 120 and len({r["team"] for r in rows}) == 6
+    assert len({r["team"] for r in rows}) == 6
+    assert all(date.fromisoformat(r["hire_date"]) <= as_of for r in rows)
+    assert all(date.fromisoformat(r["leave_date"]) <= as_of for r in rows if r["leave_date"])
+    employed = {a.agent_id for a in g.roster if a.employed_on(as_of)}
+    assert {r["agent_id"] for r in rows if not r["leave_date"]} == employed
+    future = {a.agent_id for a in g.roster if a.leave_date and a.leave_date > as_of}
+    assert future & employed  # the generator knows leaves the file must not show yet
+    today = write_roster_csv(tmp_path / "today.csv", seed=7)  # default: as of today (UTC)
+    assert all(
+        date.fromisoformat(r["leave_date"]) <= datetime.now(UTC).date()
+        for r in csv.DictReader(today.open())
+        if r["leave_date"]
+    )
     traits = g.latent_traits()
     assert set(traits["AG-0001"]) == {"compliance", "empathy", "stress_base", "receptivity"}
 

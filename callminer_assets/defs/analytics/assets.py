@@ -19,7 +19,7 @@ from callminer_assets.analytics import exports
 from callminer_assets.analytics.alerts import partition_alerts
 from callminer_assets.analytics.roster import load_roster
 from callminer_assets.defs.analytics import checks
-from callminer_assets.defs.analytics.resources import AnalyticsResource
+from callminer_assets.defs.analytics.resources import DEFAULT_ROSTER_PATH, AnalyticsResource
 from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
 from callminer_assets.defs.partitions import (
@@ -329,15 +329,19 @@ def agent_roster(
     callminer: CallMinerResource,
     sandbox: SandboxResource,
 ) -> dg.MaterializeResult:
-    """Load and validate the roster; on the sandbox, write its CSV first if it is missing."""
+    """Load and validate the roster; on the sandbox, (re)write its CSV at the default path.
+
+    The sandbox's roster is deterministic (seed, today), so rewriting it keeps it in step
+    with the generator; a roster the user points at is never overwritten.
+    """
     path = Path(analytics.roster_path)
-    if not path.exists():
-        if not callminer.uses_sandbox:
-            raise dg.Failure(f"AGENT_ROSTER_PATH {path} does not exist")
+    if callminer.uses_sandbox and (not path.exists() or path == Path(DEFAULT_ROSTER_PATH)):
         from callminer_assets.sandbox import write_roster_csv
 
         write_roster_csv(path, seed=sandbox.seed)
         context.log.info(f"wrote the sandbox roster to {path}")
+    if not path.exists():
+        raise dg.Failure(f"AGENT_ROSTER_PATH {path} does not exist")
     valid, rejects = load_roster(path)
     for r in rejects.iter_rows(named=True):
         context.log.warning(f"roster row {r['row']} refused: {r['reason']}")
@@ -353,6 +357,16 @@ def agent_roster(
             left=int(valid["leave_date"].is_not_null().sum()),
         )
     )
+
+
+class AttritionModelConfig(dg.Config):
+    """``roster_as_of``: the day the HR roster was exported (ISO date; empty = today, UTC).
+
+    A month's label ("leaves within 90 days after it") is known once month end + 90 days is
+    on or before that day, whatever window the interaction data covers.
+    """
+
+    roster_as_of: str | None = None
 
 
 MODEL_CHECKS = [
@@ -379,19 +393,21 @@ MODEL_CHECKS = [
     ),
 )
 def attrition_model(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, analytics: AnalyticsResource
+    context: dg.AssetExecutionContext,
+    config: AttritionModelConfig,
+    warehouse: WarehouseResource,
+    analytics: AnalyticsResource,
 ) -> Any:
-    """Train on every observable month, evaluate on the latest ones, save a new version."""
+    """Train on every month whose label the roster can tell, evaluate on the latest ones."""
     wh = warehouse.warehouse()
     features = wh.read(AGENT_MONTHLY_FEATURES)
     roster = wh.read(AGENT_ROSTER)
-    last = wh.query("SELECT max(interaction_date) AS d FROM analytics.interaction_scores")
-    observed = attrition.observable_until(last["d"][0], features)
+    as_of = attrition.roster_as_of(config.roster_as_of)
     try:
-        trained = attrition.train_attrition_model(features, roster, observed)
+        trained = attrition.train_attrition_model(features, roster, as_of)
     except attrition.NotEnoughHistory as exc:
         raise dg.Failure(
-            f"cannot train the attrition model yet: {exc} (data observed until {observed})"
+            f"cannot train the attrition model yet: {exc} (roster as of {as_of})"
         ) from exc
     path = attrition.save_model(trained, analytics.models_dir)
     metrics = attrition.metrics_frame(trained)
@@ -420,7 +436,7 @@ def attrition_model(
             "train_months": m["train_months"],
             "test_months": m["test_months"],
             "purged_split": m["purged"],
-            "observed_until": str(observed),
+            "roster_as_of": str(as_of),
             "mean_abs_contribution": dg.MetadataValue.json(mean_abs),
         }
     )
