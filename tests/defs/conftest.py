@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from tests.defs.helpers import REPO
 
@@ -19,7 +20,8 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
+    overrides = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    with dg.instance_for_test(overrides=overrides, temp_dir=str(home)) as instance:
         yield instance
 
 

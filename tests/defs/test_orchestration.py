@@ -36,7 +36,6 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
     QueuedRunCoordinatorDaemon,
 )
 
-from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
 from callminer_assets.defs.callminer.assets import (
     INTERACTIONS_KEY,
     QUARANTINE_KEY,
@@ -396,36 +395,12 @@ def test_evaluations_follow_fresh_raw_partitions_by_automation_condition(
         assert _requested(second, EVALUATIONS_KEY) == {today}
 
 
-def _proposed_condition() -> dg.AutomationCondition:
-    """EAGER_AFTER_CHECKS over the last 7 days (the poll window's maximum), not only today."""
-    return EAGER_AFTER_CHECKS.replace(
-        dg.AutomationCondition.in_latest_time_window(),
-        dg.AutomationCondition.in_latest_time_window(timedelta(days=7)),
-    )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="eager() holds in_latest_time_window(): only today's partition is followed, so a "
-    "poll/webhook/pending-retry refresh of an older day never reaches evaluations; see "
-    "_proposed_condition",
-)
 def test_evaluations_follow_an_older_refreshed_day_but_not_a_failed_check(
     tmp_path: Path,
 ) -> None:
-    """A sensor refresh of yesterday (lag window, webhook, pending retry) must flow through,
-    and a failed blocking check upstream must hold evaluations back."""
+    """A sensor refresh of yesterday (lag window, webhook, pending retry) flows through,
+    and a failed blocking check upstream holds evaluations back."""
     _assert_older_day_and_blocking_check(tmp_path, evaluations)
-
-
-def test_proposed_condition_follows_older_days_and_respects_blocking_checks(
-    tmp_path: Path,
-) -> None:
-    """The fix proposed for semarize/evaluations, proven on a copy of the asset."""
-    fixed = evaluations.map_asset_specs(
-        lambda spec: spec.replace_attributes(automation_condition=_proposed_condition())
-    )
-    _assert_older_day_and_blocking_check(tmp_path, fixed)
 
 
 def _assert_older_day_and_blocking_check(tmp_path: Path, target: dg.AssetsDefinition) -> None:
