@@ -17,9 +17,9 @@ import dagster as dg
 import httpx
 
 from callminer_assets.defs.analytics.resources import build_analytics_resource
-from callminer_assets.lib.callminer import CallMinerClient
 from callminer_assets.lib.semarize import SemarizeClient
 from callminer_assets.lib.settings import CallMinerSettings, SemarizeSettings, env_number
+from callminer_assets.lib.source import InteractionSource, rest_source
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import embedded_transport
 from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH, Warehouse
@@ -58,7 +58,8 @@ class CallMinerResource(dg.ConfigurableResource):
     def uses_sandbox(self) -> bool:
         return not self.client_id
 
-    def client(self, sandbox: SandboxResource, logger: Any = None) -> CallMinerClient:
+    def source(self, sandbox: SandboxResource, logger: Any = None) -> InteractionSource:
+        """Where interactions come from; assets see only the ``InteractionSource`` protocol."""
         if self.uses_sandbox:
             settings = CallMinerSettings(
                 auth_url=SANDBOX_URL,
@@ -69,7 +70,7 @@ class CallMinerResource(dg.ConfigurableResource):
                 concurrency=max(self.concurrency, 16),
                 page_size=self.page_size,
             )
-            return CallMinerClient(settings, transport=sandbox.transport(), logger=logger)
+            return rest_source(settings, transport=sandbox.transport(), logger=logger)
         settings = CallMinerSettings(
             auth_url=self.auth_url or "",
             api_url=self.api_url or "",
@@ -79,7 +80,7 @@ class CallMinerResource(dg.ConfigurableResource):
             concurrency=self.concurrency,
             page_size=self.page_size,
         )
-        return CallMinerClient(settings, logger=logger)
+        return rest_source(settings, logger=logger)
 
 
 class SemarizeResource(dg.ConfigurableResource):

@@ -32,10 +32,6 @@ class InteractionSource(Protocol):
     async def aclose(self) -> None: ...
 
 
-CallMinerRestSource = CallMinerClient
-"""The REST backend: ``CallMinerClient`` already has exactly the protocol's shape."""
-
-
 def rest_source(
     settings: CallMinerSettings,
     *,

@@ -6,6 +6,7 @@ exactly those days' rows, so re-running is idempotent.
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import aclosing
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -52,9 +53,9 @@ def _announce_source(context: dg.AssetExecutionContext, callminer: CallMinerReso
 async def _list_days(
     callminer: CallMinerResource, sandbox: SandboxResource, days: list[date], log: Any
 ) -> dict[date, list[Any]]:
-    async with callminer.client(sandbox, logger=log) as client:
+    async with aclosing(callminer.source(sandbox, logger=log)) as source:
         listings = await asyncio.gather(
-            *(client.list_interactions(Window.for_day(day)) for day in days)
+            *(source.list_interactions(Window.for_day(day)) for day in days)
         )
     return dict(zip(days, listings, strict=True))
 
@@ -131,8 +132,8 @@ def interactions(
 async def _fetch(
     callminer: CallMinerResource, sandbox: SandboxResource, ids: list[str], log: Any
 ) -> list[TranscriptFetch]:
-    async with callminer.client(sandbox, logger=log) as client:
-        return list(await client.fetch_transcripts(ids))
+    async with aclosing(callminer.source(sandbox, logger=log)) as source:
+        return list(await source.fetch_transcripts(ids))
 
 
 @dg.multi_asset(
