@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from callminer_assets.lib.errors import AuthError, DataError
+from callminer_assets.lib.errors import APIError, AuthError, DataError
 from callminer_assets.lib.http import HttpBase, LoggerLike, gather_progress
 from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.lib.settings import (
@@ -29,6 +29,8 @@ from callminer_assets.lib.settings import (
 ARRAY_KEYS: tuple[str, ...] = ("interactions", "items", "data")
 _PENDING_STATUSES = frozenset({"processing", "pending", "queued", "in_progress", "transcribing"})
 _NO_PROGRESS_PAGES = 20
+_MAX_FAILURE_WARNINGS = 20
+"""One warning per failed transcript up to this many, then one summary line."""
 
 
 def iso_utc(moment: datetime) -> str:
@@ -50,6 +52,7 @@ class TokenProvider:
         self._http = http
         self._settings = settings
         self._url = settings.auth_url.rstrip("/") + "/oauth/token"
+        self.name = http.describe("POST", self._url)
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
@@ -82,7 +85,7 @@ class TokenProvider:
         return None
 
     async def _fetch(self) -> str:
-        name = self._http.describe("POST", self._url)
+        name = self.name
         started = time.monotonic()
         response = await self._http.request(
             "POST",
@@ -98,7 +101,7 @@ class TokenProvider:
         if response.status_code in (400, 401, 403):
             self._failed = AuthError(
                 "client credentials refused, check CALLMINER_CLIENT_ID/CALLMINER_CLIENT_SECRET"
-                + (f" ({d})" if (d := self._http.redact(_oauth_error(response))) else ""),
+                + (f" ({d})" if (d := self._http.redact(_oauth_error(response))[:100]) else ""),
                 request=name,
                 status_code=response.status_code,
             )
@@ -109,6 +112,9 @@ class TokenProvider:
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise DataError(f"token response has no access_token ({name})")
+        # From now on a server echoing this token (an error_description quoting the
+        # Authorization header, a 5xx body) has it redacted from every message and log.
+        self._http.add_secret(token)
         expires_in = body.get("expires_in")
         if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
             expires_in = 3600.0
@@ -125,12 +131,13 @@ class TokenProvider:
 
 
 def _oauth_error(response: httpx.Response) -> str:
+    """The OAuth ``error`` code, UNREDACTED and uncut: redact, then cut, before using it."""
     try:
         body = response.json()
     except ValueError:
         return ""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return str(body["error"])[:100]
+        return str(body["error"])
     return ""
 
 
@@ -181,7 +188,8 @@ class CallMinerClient:
         response = await self.http.request("GET", path, params=params, token=self.tokens.get)
         if response.status_code == 401:
             used = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
-            self.log.debug("token rejected (%s); refreshing once", _oauth_error(response) or "401")
+            why = self.http.redact(_oauth_error(response))[:100] or "401"
+            self.log.debug("token rejected (%s); refreshing once", why)
             await self.tokens.refresh(stale=used)
             response = await self.http.request("GET", path, params=params, token=self.tokens.get)
             if response.status_code == 401:
@@ -211,7 +219,7 @@ class CallMinerClient:
         params = dict(base)
         seen_cursors: set[str] = set()
         previous: list[Any] | None = None
-        pages = duplicates = no_progress = offset = 0
+        pages = duplicates = no_progress = repeats = offset = 0
         while True:
             pages += 1
             if pages > self.settings.max_pages:
@@ -224,7 +232,7 @@ class CallMinerClient:
                     break
                 raise self.http.error_for(response, name, "listing failed")
             body = self.http.json(response, name)
-            records, cursor, offset_style, total = _parse_page(body, name)
+            records, cursor, offset_style, total, echoed = _parse_page(body, name)
             new = 0
             for record in records:
                 key = record.get("id") if isinstance(record, dict) else None
@@ -250,8 +258,22 @@ class CallMinerClient:
                 continue
             if not offset_style or not records:  # last page (nextPage null), or an empty page
                 break
-            if records == previous:
-                raise DataError(f"listing ignores offset: the same page came back twice ({name})")
+            # A page equal to the previous one is legal once in a while (limit capped at 1 plus
+            # one insert during pagination: the same record shifts onto the next page). It is
+            # only an error when the server says so (it echoes an offset other than the one we
+            # asked for), or when it keeps happening (records without ids, which the
+            # no-progress guard above cannot see).
+            repeats = repeats + 1 if records == previous else 0
+            asked = params.get("offset", 0)
+            if repeats and echoed is not None and echoed != asked:
+                raise DataError(
+                    f"listing ignores offset: asked for {asked}, got the same page "
+                    f"at offset {echoed} ({name})"
+                )
+            if repeats >= _NO_PROGRESS_PAGES:
+                raise DataError(
+                    f"listing ignores offset: the same page came back {repeats + 1} times ({name})"
+                )
             previous = records
             # Our own count, not the server's echo: a server that ignores offset cannot loop us.
             offset += len(records)
@@ -269,19 +291,52 @@ class CallMinerClient:
         return out
 
     async def fetch_transcripts(self, ids: Iterable[str]) -> list[TranscriptFetch]:
-        """One ``TranscriptFetch`` per distinct id, fetched concurrently (bounded by the client)."""
+        """One ``TranscriptFetch`` per distinct id (in first-seen order), fetched concurrently.
+
+        A failure of one transcript does not fail the others: a non-auth 4xx (400, 403,
+        422...) or an exhausted retry budget (5xx, 429, timeouts, drops) on
+        ``GET .../transcript`` gives ``TranscriptFetch(id, "pending")`` for that id plus a
+        warning naming the request, so a later run fetches it again. Systemic errors still
+        raise: the credentials refused (``invalid_client``), a token rejected again after a
+        refresh (``AuthError`` 401), or the token endpoint itself failing.
+        """
         unique = list(dict.fromkeys(ids))
+        failed: list[str] = []
+
+        async def one(interaction_id: str) -> TranscriptFetch:
+            try:
+                return await self.fetch_transcript(interaction_id)
+            except APIError as exc:
+                if self._systemic(exc):
+                    raise
+                failed.append(interaction_id)
+                if len(failed) <= _MAX_FAILURE_WARNINGS:
+                    self.log.warning("transcript kept pending for a later run: %s", exc)
+                return TranscriptFetch(interaction_id, "pending")
+
         results = await gather_progress(
-            unique, self.fetch_transcript, log=self.log, what="fetched transcripts", min_step=100
+            unique, one, log=self.log, what="fetched transcripts", min_step=100
         )
         pending = sum(1 for r in results if r.status == "pending")
+        if len(failed) > _MAX_FAILURE_WARNINGS:
+            self.log.warning(
+                "%d more transcript requests failed; kept pending for a later run",
+                len(failed) - _MAX_FAILURE_WARNINGS,
+            )
         self.log.info(
-            "fetched %d transcripts: %d available, %d pending",
+            "fetched %d transcripts: %d available, %d pending (%d of them after errors)",
             len(results),
             len(results) - pending,
             pending,
+            len(failed),
         )
         return results
+
+    def _systemic(self, exc: APIError) -> bool:
+        """Errors no other transcript would escape: credentials, tokens, the token endpoint."""
+        if exc.request == self.tokens.name:
+            return True
+        return isinstance(exc, AuthError) and exc.status_code == 401
 
     async def fetch_transcript(self, interaction_id: str) -> TranscriptFetch:
         """``available`` with the body, or ``pending`` (404, 202, or a 'processing' body)."""
@@ -301,18 +356,23 @@ class CallMinerClient:
             if not (isinstance(marker, str) and marker.lower() in _PENDING_STATUSES):
                 return TranscriptFetch(interaction_id, "available", body)
         if not (isinstance(body, dict) and isinstance(body.get("status"), str)):
-            self.log.warning("transcript body without utterances; treating it as pending")
+            self.log.warning(
+                "transcript body without utterances; treating it as pending (%s)",
+                self.http.describe("GET", path),
+            )
         return TranscriptFetch(interaction_id, "pending")
 
 
-def _parse_page(body: Any, name: str) -> tuple[list[Any], str | None, bool, int | None]:
-    """(records, nextPage cursor, offset style?, total) from one listing response.
+def _parse_page(
+    body: Any, name: str
+) -> tuple[list[Any], str | None, bool, int | None, int | None]:
+    """(records, nextPage cursor, offset style?, total, echoed offset) from one listing response.
 
     Token style when ``nextPage`` is set; offset style when the body has ``offset`` or
     ``total`` or is a bare array; otherwise (``nextPage: null`` / nothing) the last page.
     """
     if isinstance(body, list):
-        return body, None, True, None
+        return body, None, True, None, None
     if not isinstance(body, dict):
         raise DataError(f"listing body is neither an object nor an array ({name})")
     records: list[Any] | None = None
@@ -327,10 +387,10 @@ def _parse_page(body: Any, name: str) -> tuple[list[Any], str | None, bool, int 
     if isinstance(cursor, int | float) and not isinstance(cursor, bool):
         cursor = str(cursor)
     if isinstance(cursor, str) and cursor:
-        return records, cursor, False, None
+        return records, cursor, False, None, None
     total = _int(body.get("total"))
     offset_style = "offset" in body or total is not None
-    return records, None, offset_style, total
+    return records, None, offset_style, total, _int(body.get("offset"))
 
 
 def _int(value: Any) -> int | None:

@@ -186,7 +186,9 @@ class HttpBase:
         self.stats = HttpStats()
         self.limiter = SlidingWindowLimiter(requests_per_second)
         self._semaphore = asyncio.Semaphore(concurrency)
-        self._secrets = tuple(s for s in secrets if s)
+        self._secrets: list[str] = []
+        for secret in secrets:
+            self.add_secret(secret)
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout_s,
@@ -204,8 +206,20 @@ class HttpBase:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    def add_secret(self, value: str | None) -> None:
+        """Redact ``value`` from every later message (tokens fetched at run time, keys)."""
+        if value and value not in self._secrets:
+            # Longest first, so a secret containing another is removed whole.
+            self._secrets.append(value)
+            self._secrets.sort(key=len, reverse=True)
+
     def redact(self, text: str) -> str:
         return redact(text, self._secrets)
+
+    def detail(self, response: httpx.Response, limit: int = 200) -> str:
+        """The body's error code and message, redacted *before* it is cut to ``limit``
+        (cutting first could leave half a token that no longer matches)."""
+        return self.redact(error_detail(response, limit=None))[:limit]
 
     def describe(self, method: str, url: str) -> str:
         """``"METHOD /path"``: no host, no query string (it could carry a cursor or a key)."""
@@ -308,9 +322,16 @@ class HttpBase:
         self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
         if status == 429:
             self.stats.throttled += 1
-            delay = parse_retry_after(
-                response.headers.get("Retry-After"), cap_s=self.retry.retry_after_cap_s
-            )
+            cap = self.retry.retry_after_cap_s
+            delay = parse_retry_after(response.headers.get("Retry-After"), cap_s=math.inf)
+            if delay is not None and delay > cap:
+                self.log.warning(
+                    "%s: server asked to wait %.0f s (Retry-After), waiting only %.0f s (cap)",
+                    self.describe(method, url),
+                    delay,
+                    cap,
+                )
+                delay = cap
             if delay is None:
                 delay = min(self.retry.backoff_max_s, self.retry.backoff_base_s * 2 ** (number - 1))
             self.limiter.pause(delay)
@@ -344,7 +365,7 @@ class HttpBase:
     def error_for(self, response: httpx.Response, name: str, what: str = "") -> HTTPStatusError:
         """The typed error for a non-success response; the body's error code, redacted."""
         status = response.status_code
-        detail = self.redact(error_detail(response))
+        detail = self.detail(response)
         message = " ".join(p for p in (what, detail) if p) or response.reason_phrase or "error"
         if status in (401, 403):
             return AuthError(message, request=name, status_code=status)
@@ -362,8 +383,11 @@ class HttpBase:
             raise DataError(f"response is not JSON ({name})") from None
 
 
-def error_detail(response: httpx.Response, limit: int = 200) -> str:
-    """``"code: message"`` from an error body (OAuth or Semarize style), short and single-line."""
+def error_detail(response: httpx.Response, limit: int | None = 200) -> str:
+    """``"code: message"`` from an error body (OAuth or Semarize style), single-line.
+
+    NOT redacted: use ``HttpBase.detail`` for anything that reaches a message or a log.
+    """
     try:
         body = response.json()
     except ValueError:
@@ -379,7 +403,7 @@ def error_detail(response: httpx.Response, limit: int = 200) -> str:
             message = body.get("error_description") or body.get("message") or body.get("detail")
     parts = [str(p) for p in (code, message) if p not in (None, "")]
     text = ": ".join(parts).replace("\n", " ").replace("\r", " ")
-    return text[:limit]
+    return text if limit is None else text[:limit]
 
 
 async def gather_progress(

@@ -21,8 +21,10 @@ BACKOFF_BASE_S = 0.5
 """First backoff after a transient failure; doubles per attempt (plus jitter)."""
 BACKOFF_MAX_S = 30.0
 """No single backoff sleeps longer than this."""
-RETRY_AFTER_CAP_S = 60.0
-"""A server asking for a longer ``Retry-After`` is obeyed only this far, then retried."""
+RETRY_AFTER_CAP_S = 300.0
+"""A server asking for a longer ``Retry-After`` is obeyed only this far (with a warning naming
+the request), then retried: long enough to respect any sane rate-limit window, short enough
+that a broken header cannot park a run for hours."""
 TOKEN_REFRESH_MARGIN_S = 60.0
 """Refresh a token this long before it expires (at most 10 % of its lifetime)."""
 TOKEN_REFRESH_MARGIN_FRACTION = 0.1

@@ -7,14 +7,13 @@ again unless the user asks to re-score.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 
 import polars as pl
 
 from callminer_assets.lib.models import EvalOutcome, EvalRequest
-from callminer_assets.transform.frames import frame_from_rows
+from callminer_assets.transform.frames import clean_text, frame_from_rows, safe_json
 from callminer_assets.warehouse.schema import EVALUATIONS
 
 
@@ -64,6 +63,11 @@ def plan_requests(
     return requests
 
 
+def _text(value: str | None) -> str | None:
+    """Server-supplied text, storable whatever it holds (lone surrogates become U+FFFD)."""
+    return None if value is None else clean_text(str(value))
+
+
 def outcome_rows(
     outcomes: Iterable[EvalOutcome], dates: Mapping[str, date], evaluated_at: datetime
 ) -> pl.DataFrame:
@@ -75,10 +79,10 @@ def outcome_rows(
             "interaction_date": dates[o.request.interaction_id],
             "transcript_hash": o.request.transcript_hash,
             "kit_code": o.request.kit_code,
-            "kit_version": o.kit_version,
-            "run_id": o.run_id,
+            "kit_version": _text(o.kit_version),
+            "run_id": _text(o.run_id),
             "status": o.status,
-            "error": o.error,
+            "error": _text(o.error),
             "input_tokens": o.input_tokens,
             "evaluated_at": evaluated_at,
         }
@@ -91,10 +95,10 @@ def outcome_rows(
             rows.append(
                 {
                     **base,
-                    "brick": name,
-                    "value": json.dumps(brick.value, ensure_ascii=False),
+                    "brick": clean_text(name),
+                    "value": safe_json(brick.value),
                     "confidence": brick.confidence,
-                    "evidence": json.dumps(list(brick.evidence), ensure_ascii=False),
+                    "evidence": safe_json(list(brick.evidence)),
                 }
             )
     return frame_from_rows(EVALUATIONS, rows)

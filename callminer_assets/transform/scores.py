@@ -9,11 +9,13 @@ and the utterance it points at. Pure: frames in, frames out.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 
+from callminer_assets.transform.frames import clean_text
 from callminer_assets.warehouse.schema import COMPLIANCE_FINDINGS, INTERACTION_SCORES
 
 QA_KIT = "qa_compliance"
@@ -75,21 +77,24 @@ def _json(value: Any) -> Any:
     return value
 
 
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
 def _typed(value: Any, dtype: pl.DataType) -> Any:
     """Coerce one decoded brick value to its column type; anything unusable becomes NULL."""
     if value is None:
         return None
     if dtype == pl.Boolean():
         return value if isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return clean_text(str(value)) if dtype == pl.String() else None
+    if not math.isfinite(value):  # 1e400 parses as inf: no column can hold it
+        return None
     if dtype == pl.Int32():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        return int(value)
+        return int(value) if _INT32_MIN <= value <= _INT32_MAX else None
     if dtype == pl.Float64():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
         return float(value)
-    return str(value)
+    return clean_text(str(value))
 
 
 def latest_succeeded_runs(evaluations: pl.DataFrame) -> pl.DataFrame:

@@ -157,3 +157,44 @@ def test_dagster_cli_materializes_into_an_empty_duckdb_file(tmp_path: Path) -> N
         " (SELECT count(*) FROM callminer.transcripts)",
     )
     assert counts == [(8, 8)]
+
+
+def test_stored_transcripts_survive_an_api_calling_them_pending_again(
+    dagster_home: dg.DagsterInstance, duckdb_path: Path
+) -> None:
+    """Re-runs keep what is stored; even a forced refetch that meets 'processing' loses nothing."""
+    with serve(SandboxConfig(seed=8, per_day=10, pending_fraction=0.0)) as server:
+        env = sandbox_env(server.url, duckdb_path)
+        assert materialize(dagster_home, env, EXTRACT, partition_key="2025-01-20").success
+        counts = "SELECT status, count(*) FROM callminer.transcripts GROUP BY 1"
+        before = rows(duckdb_path, counts)
+        utterances = rows(duckdb_path, "SELECT count(*) FROM callminer.utterances")
+        paid = server.state.runs_started
+        fetches = sum(server.state.transcript_fetches.values())
+
+        # A plain re-run fetches nothing already stored.
+        assert materialize(dagster_home, env, EXTRACT, partition_key="2025-01-20").success
+        assert sum(server.state.transcript_fetches.values()) == fetches
+
+        # Now the API answers 'processing' for everything, and the user forces a refetch.
+        server.state.faults.pending_fraction = 1.0
+        server.state.faults.pending_fetches = 1000
+        log_start = len(server.state.request_log)
+        again = materialize(
+            dagster_home,
+            env,
+            EXTRACT,
+            partition_key="2025-01-20",
+            run_config={"ops": {"transcripts": {"config": {"refetch_available": True}}}},
+        )
+        assert again.success
+        assert sum(server.state.transcript_fetches.values()) == fetches + 10
+        answered = [
+            e["status"]
+            for e in server.state.request_log[log_start:]
+            if e["path"].endswith("/transcript")
+        ]
+        assert len(answered) == 10 and any(s in (404, 202) for s in answered)
+        assert rows(duckdb_path, counts) == before == [("available", 10)]
+        assert rows(duckdb_path, "SELECT count(*) FROM callminer.utterances") == utterances
+        assert server.state.runs_started == paid

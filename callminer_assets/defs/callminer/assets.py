@@ -27,7 +27,7 @@ from callminer_assets.defs.resources import (
     WarehouseResource,
 )
 from callminer_assets.lib.models import TranscriptFetch, Window
-from callminer_assets.transform.normalise import normalise_transcripts
+from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
 from callminer_assets.transform.validate import validate_interactions
 from callminer_assets.warehouse.schema import INTERACTIONS, QUARANTINE, TRANSCRIPTS, UTTERANCES
 
@@ -129,6 +129,13 @@ def interactions(
     yield from _selected(context, interaction_check_results(frame))
 
 
+class TranscriptsConfig(dg.Config):
+    """Run config of ``callminer/transcripts``."""
+
+    refetch_available: bool = False
+    """Fetch transcripts already stored as available again (e.g. after CallMiner re-transcribed)."""
+
+
 async def _fetch(
     callminer: CallMinerResource, sandbox: SandboxResource, ids: list[str], log: Any
 ) -> list[TranscriptFetch]:
@@ -159,28 +166,66 @@ async def _fetch(
 )
 def transcripts(
     context: dg.AssetExecutionContext,
+    config: TranscriptsConfig,
     callminer: CallMinerResource,
     sandbox: SandboxResource,
     warehouse: WarehouseResource,
 ) -> Any:
-    """Fetch every interaction's transcript concurrently and normalise it per channel."""
+    """Fetch the transcripts not yet stored concurrently and normalise them per channel.
+
+    Transcripts already ``available`` are kept as stored (with their utterances), so a
+    re-run or a pending-retry run fetches only what is missing, and a transcript that
+    an API briefly reports as pending again never loses its data or its evaluations.
+    ``refetch_available`` fetches everything again (to pick up changed transcripts).
+    """
     _announce_source(context, callminer)
     days = partition_days(context)
     wh = warehouse.warehouse()
-    frame = wh.read(INTERACTIONS, {"interaction_date": days})
-    previous = wh.read(TRANSCRIPTS, {"interaction_date": days})
-    ids = frame["interaction_id"].to_list()
-    context.log.info(f"fetching {len(ids)} transcripts for {len(days)} day(s)")
-    fetches = asyncio.run(_fetch(callminer, sandbox, ids, context.log))
-    result = normalise_transcripts(
-        frame,
+    where = {"interaction_date": days}
+    frame = wh.read(INTERACTIONS, where)
+    previous = wh.read(TRANSCRIPTS, where)
+    stored = set(
+        previous.filter(
+            (pl.col("status") == "available")
+            & pl.col("interaction_id").is_in(frame["interaction_id"].implode())
+        )["interaction_id"].to_list()
+    )
+    to_fetch = (
+        frame
+        if config.refetch_available
+        else frame.filter(~pl.col("interaction_id").is_in(list(stored)))
+    )
+    ids = to_fetch["interaction_id"].to_list()
+    context.log.info(
+        f"{len(days)} day(s): fetching {len(ids)} transcripts, "
+        f"{len(stored)} already stored as available"
+    )
+    fetches = asyncio.run(_fetch(callminer, sandbox, ids, context.log)) if ids else []
+    fresh = normalise_transcripts(
+        to_fetch,
         fetches,
         now=datetime.now(UTC),
         give_up_after=timedelta(hours=callminer.transcript_give_up_hours),
         previous=previous,
         contact_centre_addresses=callminer.contact_centre_addresses,
     )
-    where = {"interaction_date": days}
+    # Stored transcripts stay unless a fresh fetch brought a (possibly changed) text.
+    refreshed = fresh.transcripts.filter(pl.col("status") == "available")["interaction_id"]
+    kept = list(stored - set(refreshed.to_list()))
+    is_kept = pl.col("interaction_id").is_in(kept)
+    stored_quarantine = wh.read(QUARANTINE, {**where, "source": ["transcript", "utterance"]})
+    result = NormalisedTranscripts(
+        transcripts=pl.concat([previous.filter(is_kept), fresh.transcripts.filter(~is_kept)]),
+        utterances=pl.concat(
+            [wh.read(UTTERANCES, where).filter(is_kept), fresh.utterances.filter(~is_kept)]
+        ),
+        quarantine=pl.concat(
+            [
+                stored_quarantine.filter(pl.col("record_id").is_in(kept)),
+                fresh.quarantine.filter(~pl.col("record_id").is_in(kept)),
+            ]
+        ),
+    )
     selected = context.selected_asset_keys
     if TRANSCRIPTS_KEY in selected:
         wh.replace(TRANSCRIPTS, result.transcripts, where, publish=False)
