@@ -363,9 +363,7 @@ class CallMinerClient:
         return TranscriptFetch(interaction_id, "pending")
 
 
-def _parse_page(
-    body: Any, name: str
-) -> tuple[list[Any], str | None, bool, int | None, int | None]:
+def _parse_page(body: Any, name: str) -> tuple[list[Any], str | None, bool, int | None, int | None]:
     """(records, nextPage cursor, offset style?, total, echoed offset) from one listing response.
 
     Token style when ``nextPage`` is set; offset style when the body has ``offset`` or
