@@ -224,7 +224,7 @@ class SemarizeClient:
             if time.monotonic() + wait > deadline:
                 raise PollTimeoutError(
                     f"sync run still unresolved (504 without a run id, sent {resent + 1} "
-                    f"times) after {self.settings.poll_timeout_s:.0f} s",
+                    f"times) after {self.settings.poll_timeout_s:g} s",
                     request=name,
                 )
             resent += 1
@@ -274,7 +274,7 @@ class SemarizeClient:
             if time.monotonic() > deadline:
                 state = self.http.redact(repr(run.get("status")))[:40]
                 raise PollTimeoutError(
-                    f"run still {state} after {self.settings.poll_timeout_s:.0f} s",
+                    f"run still {state} after {self.settings.poll_timeout_s:g} s",
                     request=name,
                 )
             delay = min(max(delay, 0.05) * 2, self.settings.poll_max_s)

@@ -12,7 +12,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -52,6 +52,8 @@ class Fake:
     echo_secret: bool = False
     slow_s: float = 2.0
     fault_paths: tuple[str, ...] = ("/v1/",)  # faults apply to these path prefixes only
+    # per-request script: return a response to answer with it, None for the normal handling
+    hook: Callable[[Request], Awaitable[Response | None]] | None = None
 
     def app(self) -> Starlette:
         return Starlette(
@@ -80,6 +82,9 @@ class Fake:
         self.log.append((time.monotonic(), request.method, request.url.path, status))
 
     async def _guard(self, request: Request) -> Response | None:
+        if self.hook is not None and (scripted := await self.hook(request)) is not None:
+            self._record(request, scripted.status_code)
+            return scripted
         fault = await self._fault(request)
         if fault is not None:
             self._record(request, fault.status_code)

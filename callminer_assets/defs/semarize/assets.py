@@ -13,7 +13,8 @@ from callminer_assets.defs.metadata import counts_by, partition_days, table_meta
 from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
 from callminer_assets.defs.resources import SandboxResource, SemarizeResource, WarehouseResource
 from callminer_assets.kits import KITS
-from callminer_assets.lib.models import EvalOutcome, EvalRequest
+from callminer_assets.lib.models import EvalRequest
+from callminer_assets.lib.semarize import EvalBatch, EvaluationAborted
 from callminer_assets.transform import evaluations as ev
 from callminer_assets.warehouse.schema import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
 
@@ -31,11 +32,17 @@ EVALUATION_CHECKS = [
 ]
 
 
+# A request left unresolved (Semarize down past the retry budget) retries the step this
+# many times, this far apart; each attempt stores what finished, so nothing paid is lost.
+UNRESOLVED_RETRIES = 2
+UNRESOLVED_RETRY_WAIT_S = 30
+
+
 async def _evaluate(
     semarize: SemarizeResource, sandbox: SandboxResource, requests: Sequence[EvalRequest], log: Any
-) -> list[EvalOutcome]:
+) -> EvalBatch:
     async with semarize.client(sandbox, logger=log) as client:
-        return list(await client.evaluate_many(requests))
+        return await client.evaluate_many(requests)
 
 
 @dg.asset(
@@ -74,19 +81,41 @@ def evaluations(
         f"{len(requests)} runs to start ({transcripts.height} transcripts, {len(kits)} kits; "
         f"the rest already paid for)"
     )
-    outcomes = asyncio.run(_evaluate(semarize, sandbox, requests, context.log)) if requests else []
+    aborted: EvaluationAborted | None = None
+    try:
+        batch = (
+            asyncio.run(_evaluate(semarize, sandbox, requests, context.log))
+            if requests
+            else EvalBatch()
+        )
+    except EvaluationAborted as exc:  # the key was refused: keep what was already paid for
+        batch, aborted = exc.completed, exc
     dates = dict(transcripts.select("interaction_id", "interaction_date").iter_rows())
-    new = ev.outcome_rows(outcomes, dates, datetime.now(UTC))
+    new = ev.outcome_rows(batch, dates, datetime.now(UTC))
     frame = ev.merge(existing, new, transcripts, list(kits))
     wh.replace(EVALUATIONS, frame, where)
+    if aborted is not None:
+        raise aborted
+    if batch.unresolved:
+        reasons = counts_by(pl.DataFrame({"reason": [r for _, r in batch.unresolved]}), "reason")
+        message = (
+            f"{len(batch.unresolved)} of {len(requests)} runs not resolved "
+            f"({len(batch)} stored); a retry sends them with the same Idempotency-Key"
+        )
+        if context.retry_number < UNRESOLVED_RETRIES:
+            context.log.warning(message)
+            raise dg.RetryRequested(
+                max_retries=UNRESOLVED_RETRIES, seconds_to_wait=UNRESOLVED_RETRY_WAIT_S
+            )
+        raise dg.Failure(description=message, metadata={"unresolved_reasons": reasons})
     runs = frame.select("interaction_id", "kit_code", "status").unique()
     yield dg.MaterializeResult(
         metadata=table_metadata(
             EVALUATIONS,
             frame,
             runs_started=len(requests),
-            runs_failed=sum(o.status == "failed" for o in outcomes),
-            input_tokens=sum(o.input_tokens or 0 for o in outcomes),
+            runs_failed=sum(o.status == "failed" for o in batch),
+            input_tokens=sum(o.input_tokens or 0 for o in batch),
             per_status=counts_by(runs, "status"),
             per_kit=counts_by(runs, "kit_code"),
         )
