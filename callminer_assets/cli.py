@@ -163,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--start is before the first partition {first} (set CALLMINER_START_DATE)"
             )
         run(args.start, args.end)
+    if not os.path.exists(path):
+        parser.exit(
+            1,
+            f"no warehouse at {path} yet: run `make run` (or `python -m callminer_assets run ...`)\n",
+        )
     print(summary(path))
     print(f"\nwarehouse: {os.path.abspath(path)}")
     print(
