@@ -15,16 +15,16 @@ from callminer_assets.defs.analytics.assets import (
     UNPARTITIONED_KEYS,
 )
 from callminer_assets.defs.automation import automation_sensor
-from callminer_assets.defs.callminer.assets import (
+from callminer_assets.defs.callminer.assets import interactions, transcripts
+from callminer_assets.defs.keys import (
+    EVALUATIONS_KEY,
     INTERACTIONS_KEY,
     QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
-    interactions,
-    transcripts,
 )
 from callminer_assets.defs.resources import build_resources
-from callminer_assets.defs.semarize.assets import EVALUATIONS_KEY, evaluations
+from callminer_assets.defs.semarize.assets import evaluations
 from callminer_assets.defs.sensors import SENSORS
 
 # Grouped by partitioning, so `python -m callminer_assets run` can run each group as range runs.

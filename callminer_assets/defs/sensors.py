@@ -31,7 +31,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from callminer_assets.defs.callminer.assets import (
+from callminer_assets.defs.keys import (
     INTERACTIONS_KEY,
     QUARANTINE_KEY,
     TRANSCRIPTS_KEY,

@@ -19,6 +19,12 @@ from callminer_assets.defs.callminer.checks import (
     interaction_check_results,
     transcript_check_results,
 )
+from callminer_assets.defs.keys import (
+    INTERACTIONS_KEY,
+    QUARANTINE_KEY,
+    TRANSCRIPTS_KEY,
+    UTTERANCES_KEY,
+)
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
 from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
 from callminer_assets.defs.resources import (
@@ -30,11 +36,6 @@ from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
 from callminer_assets.transform.validate import validate_interactions
 from callminer_assets.warehouse.schema import INTERACTIONS, QUARANTINE, TRANSCRIPTS, UTTERANCES
-
-INTERACTIONS_KEY = dg.AssetKey(["callminer", "interactions"])
-QUARANTINE_KEY = dg.AssetKey(["callminer", "quarantine"])
-TRANSCRIPTS_KEY = dg.AssetKey(["callminer", "transcripts"])
-UTTERANCES_KEY = dg.AssetKey(["callminer", "utterances"])
 
 _COMMON: dict[str, Any] = {
     "partitions_def": daily_partitions,

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-INTERACTIONS_KEY = dg.AssetKey(["callminer", "interactions"])
-TRANSCRIPTS_KEY = dg.AssetKey(["callminer", "transcripts"])
-UTTERANCES_KEY = dg.AssetKey(["callminer", "utterances"])
+from callminer_assets.defs.keys import INTERACTIONS_KEY, TRANSCRIPTS_KEY, UTTERANCES_KEY
+
 _SAMPLE = 5
 
 INTERACTION_CHECKS = [

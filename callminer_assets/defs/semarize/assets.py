@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
+from callminer_assets.defs.keys import EVALUATIONS_KEY, INTERACTIONS_KEY, TRANSCRIPTS_KEY
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
 from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
 from callminer_assets.defs.resources import SandboxResource, SemarizeResource, WarehouseResource
@@ -17,10 +18,6 @@ from callminer_assets.lib.models import EvalRequest
 from callminer_assets.lib.semarize import EvalBatch, EvaluationAborted
 from callminer_assets.transform import evaluations as ev
 from callminer_assets.warehouse.schema import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
-
-EVALUATIONS_KEY = dg.AssetKey(["semarize", "evaluations"])
-TRANSCRIPTS_KEY = dg.AssetKey(["callminer", "transcripts"])
-INTERACTIONS_KEY = dg.AssetKey(["callminer", "interactions"])
 
 EVALUATION_CHECKS = [
     dg.AssetCheckSpec(

@@ -1,0 +1,17 @@
+"""Every asset key, once: assets, checks, sensors and the CLI refer to these."""
+
+import dagster as dg
+
+INTERACTIONS_KEY = dg.AssetKey(["callminer", "interactions"])
+QUARANTINE_KEY = dg.AssetKey(["callminer", "quarantine"])
+TRANSCRIPTS_KEY = dg.AssetKey(["callminer", "transcripts"])
+UTTERANCES_KEY = dg.AssetKey(["callminer", "utterances"])
+ROSTER_KEY = dg.AssetKey(["callminer", "agent_roster"])
+EVALUATIONS_KEY = dg.AssetKey(["semarize", "evaluations"])
+SCORES_KEY = dg.AssetKey(["analytics", "interaction_scores"])
+FINDINGS_KEY = dg.AssetKey(["analytics", "compliance_findings"])
+ALERTS_KEY = dg.AssetKey(["analytics", "compliance_alerts"])
+FEATURES_KEY = dg.AssetKey(["analytics", "agent_monthly_features"])
+CONSISTENCY_KEY = dg.AssetKey(["analytics", "channel_consistency"])
+MODEL_KEY = dg.AssetKey(["analytics", "attrition_model"])
+RISK_KEY = dg.AssetKey(["analytics", "attrition_risk"])
