@@ -45,7 +45,7 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
 
 def _materialize(
     selection: dg.AssetSelection, instance: dg.DagsterInstance, tags: dict[str, str]
-) -> None:
+) -> bool:
     from callminer_assets.definitions import ALL_ASSETS, defs
 
     result = dg.materialize(
@@ -57,33 +57,48 @@ def _materialize(
         raise_on_error=False,
     )
     if not result.success:
-        raise SystemExit(f"run {result.run_id} failed; see `make dev` -> Runs for its logs")
+        print(f"!! run {result.run_id} failed; its logs: `make dev` -> Runs", flush=True)
+    return result.success
 
 
-def run(start: date, end: date) -> None:
+def _whole_months(chunks: list[tuple[date, date]]) -> list[str]:
+    """Monthly partitions the window covers entirely (a half month is not a month's features)."""
+    existing = set(monthly_partitions.get_partition_keys())
+    return [
+        first.isoformat()
+        for first, last in chunks
+        if first.day == 1 and (last + timedelta(days=1)).day == 1 and first.isoformat() in existing
+    ]
+
+
+def run(start: date, end: date) -> bool:
+    """Days (one run per month of days), then whole months, then the models; False on a failure."""
     from callminer_assets.definitions import DAILY_ASSETS, MONTHLY_ASSETS, UNPARTITIONED_ASSETS
 
     instance = dg.DagsterInstance.get()
     t0 = time.monotonic()
-    for first, last in _month_chunks(start, end):
+    chunks = _month_chunks(start, end)
+    for first, last in chunks:
         print(f"== days {first} .. {last}", flush=True)
-        _materialize(
+        if not _materialize(
             dg.AssetSelection.assets(*DAILY_ASSETS), instance, _range_tags(str(first), str(last))
-        )
-    months = monthly_partitions.get_partition_keys_in_range(
-        dg.PartitionKeyRange(start.replace(day=1).isoformat(), end.replace(day=1).isoformat())
-    )
-    if MONTHLY_ASSETS and months:
+        ):
+            return False
+    months = _whole_months(chunks)
+    if len(months) < len(chunks):
+        print("== months only partly in the window (or not over yet) get no monthly features")
+    if months:
         print(f"== months {months[0]} .. {months[-1]}", flush=True)
-        _materialize(
+        if not _materialize(
             dg.AssetSelection.assets(*MONTHLY_ASSETS), instance, _range_tags(months[0], months[-1])
-        )
-    if UNPARTITIONED_ASSETS:
-        print("== models", flush=True)
-        _materialize(
-            dg.AssetSelection.assets(*UNPARTITIONED_ASSETS), instance, {"callminer/trigger": "cli"}
-        )
+        ):
+            return False
+    print("== roster and attrition model", flush=True)
+    ok = _materialize(
+        dg.AssetSelection.assets(*UNPARTITIONED_ASSETS), instance, {"callminer/trigger": "cli"}
+    )
     print(f"== done in {time.monotonic() - t0:.0f} s\n", flush=True)
+    return ok
 
 
 def summary(duckdb_path: str) -> str:
@@ -117,7 +132,8 @@ def summary(duckdb_path: str) -> str:
                 "SELECT channel, avg(compliance_score), count(*) FROM analytics.interaction_scores "
                 "GROUP BY 1 ORDER BY 1"
             ).fetchall():
-                lines.append(f"  {channel:<8} {mean:.3f}  ({n} interactions)")
+                score = "n/a" if mean is None else f"{mean:.3f}"
+                lines.append(f"  {channel!s:<8} {score}  ({n} interactions)")
     finally:
         con.close()
     return "\n".join(lines)
@@ -154,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = args.duckdb or os.environ.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH
     if args.duckdb:
         os.environ["DUCKDB_PATH"] = args.duckdb
+    ok = True
     if args.command == "run":
         if args.end < args.start:
             parser.error("--end is before --start")
@@ -162,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(
                 f"--start is before the first partition {first} (set CALLMINER_START_DATE)"
             )
-        run(args.start, args.end)
+        ok = run(args.start, args.end)
     if not os.path.exists(path):
         parser.exit(
             1,
@@ -175,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "print(ca.connect().sql('SELECT channel, count(*) FROM callminer.interactions GROUP BY 1'))\""
     )
     print("open the UI: make dev  ->  http://127.0.0.1:3000")
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
