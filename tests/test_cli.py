@@ -24,10 +24,8 @@ def test_only_whole_finished_months_get_monthly_features() -> None:
     ]
     # The current month is not over: no partition exists for it yet.
     today = datetime.now(UTC).date()
-    this_month = today.replace(day=1)
-    next_month = this_month.replace(day=28).toordinal() + 4
-    last_day = date.fromordinal(next_month).replace(day=1).toordinal() - 1
-    assert _whole_months([(this_month, date.fromordinal(last_day))]) == []
+    last_day = today.replace(day=calendar.monthrange(today.year, today.month)[1])
+    assert _whole_months([(today.replace(day=1), last_day)]) == []
 
 
 def test_summary_without_a_warehouse_is_a_clear_message(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
