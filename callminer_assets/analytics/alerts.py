@@ -5,13 +5,20 @@
 is re-run. Delivery goes to a Slack incoming webhook when a URL is configured; the table row
 is written either way, with ``delivered`` saying whether Slack accepted it. The webhook
 URL is a secret (it embeds a token) and never appears in a log line or exception message.
+
+Order (``store_then_deliver``): the rows are stored with ``delivered`` false *before* anything
+is posted, then delivered, then stored again with ``delivered`` true. A failed first write
+posts nothing; every alert Slack sees is already in the table, so it is never selected as new
+again. The one remaining window is a failure of the final write after a successful POST:
+that batch stays ``delivered`` false and is re-sent by the next run (at-least-once to Slack,
+exactly once in the table).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,6 +153,44 @@ def deliver(
     )
 
 
+def pending_alerts(
+    existing_partition: pl.DataFrame,
+    all_alerted_ids: Iterable[str],
+    scores: pl.DataFrame,
+    findings: pl.DataFrame,
+    threshold: float = DEFAULT_THRESHOLD,
+    now: datetime | None = None,
+) -> tuple[pl.DataFrame, int]:
+    """(rows the partition holds before delivery, new alert count): the partition's earlier
+    alerts (a partition replace must not forget them) plus new ones with ``delivered`` false."""
+    new = select_alerts(scores, findings, all_alerted_ids, threshold, now)
+    combined = pl.concat(
+        [existing_partition.select(list(ALERTS_SCHEMA)).cast(ALERTS_SCHEMA), new],  # type: ignore[arg-type]
+        how="vertical",
+    )
+    combined = combined.with_columns(pl.col("delivered").fill_null(False))
+    return combined.sort("interaction_id"), new.height
+
+
+def store_then_deliver(
+    rows: pl.DataFrame,
+    write: Callable[[pl.DataFrame], object],
+    webhook_url: str | None,
+    client: httpx.Client | None = None,
+) -> tuple[pl.DataFrame, int]:
+    """Write ``rows``, POST the undelivered ones, write again with ``delivered`` updated.
+
+    Returns (rows as finally written, delivered-this-run count). If the first ``write``
+    raises, nothing has been posted.
+    """
+    write(rows)
+    after = deliver(rows, webhook_url, client=client)
+    sent = int(after["delivered"].sum()) - int(rows["delivered"].sum())
+    if sent:
+        write(after)
+    return after, sent
+
+
 def partition_alerts(
     existing_partition: pl.DataFrame,
     all_alerted_ids: Iterable[str],
@@ -155,20 +200,15 @@ def partition_alerts(
     threshold: float = DEFAULT_THRESHOLD,
     now: datetime | None = None,
     client: httpx.Client | None = None,
+    write: Callable[[pl.DataFrame], object] | None = None,
 ) -> tuple[pl.DataFrame, int, int]:
-    """The rows one daily partition of ``compliance_alerts`` should hold after this run.
+    """The rows one daily partition of ``compliance_alerts`` holds after this run.
 
-    Keeps the partition's earlier alerts (a partition replace must not forget them), adds new
-    ones, and retries delivery of undelivered rows when a webhook is configured. Returns
-    (rows, new alert count, delivered-this-run count).
+    ``pending_alerts`` then ``store_then_deliver`` with ``write`` (the partition replace;
+    nothing is stored when it is None). Returns (rows, new alert count, delivered-this-run).
     """
-    new = select_alerts(scores, findings, all_alerted_ids, threshold, now)
-    combined = pl.concat(
-        [existing_partition.select(list(ALERTS_SCHEMA)).cast(ALERTS_SCHEMA), new],  # type: ignore[arg-type]
-        how="vertical",
+    rows, new = pending_alerts(
+        existing_partition, all_alerted_ids, scores, findings, threshold, now
     )
-    before = int(combined["delivered"].fill_null(False).sum())
-    combined = combined.with_columns(pl.col("delivered").fill_null(False))
-    after_df = deliver(combined, webhook_url, client=client)
-    after = int(after_df["delivered"].sum())
-    return after_df.sort("interaction_id"), new.height, after - before
+    after, sent = store_then_deliver(rows, write or (lambda _: None), webhook_url, client)
+    return after, new, sent

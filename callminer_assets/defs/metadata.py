@@ -59,3 +59,14 @@ def partition_days(context: dg.AssetExecutionContext) -> list[date]:
         days.append(day)
         day += timedelta(days=1)
     return days
+
+
+def partition_months(context: dg.AssetExecutionContext) -> list[date]:
+    """First days of the UTC months of this run: one monthly partition or a range of several."""
+    window = context.partition_time_window
+    month, end = window.start.date().replace(day=1), window.end.date()
+    months = []
+    while month < end:
+        months.append(month)
+        month = (month + timedelta(days=32)).replace(day=1)
+    return months

@@ -5,7 +5,9 @@
   The cursor is the high-water mark (the previous tick's time).
 * ``callminer_pending_transcripts_sensor`` (trigger ``pending-retry``): partitions
   whose published ``callminer.transcripts`` still hold ``pending`` rows, re-requested
-  with exponential backoff until they arrive or the give-up window has passed.
+  with exponential backoff (capped) for as long as any row stays pending: past the
+  give-up window a run marks them ``missing``, and if that run fails they are still
+  pending and requested again.
 * ``callminer_webhook_inbox_sensor`` (trigger ``webhook``): new events in the SQLite
   inbox become one run request per partition, batched. Events are marked consumed
   on the *next* tick: the cursor holds the ids a tick emitted, and Dagster only
@@ -13,8 +15,9 @@
   marked consumed before its run request exists (at-least-once).
 
 All three skip a partition that already has a queued or running run of the raw
-assets, and derive run keys from their inputs so a re-evaluated tick requests
-nothing twice. Settings come from the environment (see ``SensorSettings``).
+assets, and derive run keys from their inputs (prefixed per sensor) so a re-evaluated
+tick requests nothing twice: the sensor daemon drops a request whose run key already
+has a run of the same sensor. Settings come from the environment (see ``SensorSettings``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 
 from callminer_assets.defs.keys import (
     INTERACTIONS_KEY,
@@ -37,8 +39,10 @@ from callminer_assets.defs.keys import (
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
 )
-from callminer_assets.defs.partitions import daily_partitions
+from callminer_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, daily_partitions
 from callminer_assets.defs.resources import WarehouseResource
+from callminer_assets.lib.settings import env_number
+from callminer_assets.warehouse.store import connect_published
 from callminer_assets.webhook.inbox import (
     INBOX_ENV,
     Inbox,
@@ -64,25 +68,12 @@ ACTIVE_STATUSES = [
     dg.DagsterRunStatus.STARTED,
 ]
 _PARTITION_TAG = "dagster/partition"
-_RANGE_START_TAG = "dagster/asset_partition_range_start"
-_RANGE_END_TAG = "dagster/asset_partition_range_end"
-_RUN_KEY_TAG = "dagster/run_key"
 
 Clock = Callable[[], datetime]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,24 +97,25 @@ class SensorSettings:
         ``CALLMINER_PENDING_BACKOFF_MINUTES`` (10), ``CALLMINER_PENDING_BACKOFF_MAX_MINUTES``
         (240), ``CALLMINER_TRANSCRIPT_GIVE_UP_HOURS`` (72),
         ``CALLMINER_WEBHOOK_SENSOR_INTERVAL_SECONDS`` (30), ``CALLMINER_WEBHOOK_BATCH`` (500).
+        A non-number is a ``ConfigError`` naming the variable.
         """
         env = os.environ if env is None else env
         return cls(
-            poll_interval_s=int(_env_float(env, "CALLMINER_POLL_INTERVAL_SECONDS", 300)),
-            poll_lag=timedelta(hours=_env_float(env, "CALLMINER_POLL_LAG_HOURS", 2)),
-            poll_max_days=int(_env_float(env, "CALLMINER_POLL_MAX_DAYS", 7)),
-            pending_interval_s=int(_env_float(env, "CALLMINER_PENDING_INTERVAL_SECONDS", 600)),
+            poll_interval_s=int(env_number(env, "CALLMINER_POLL_INTERVAL_SECONDS", 300)),
+            poll_lag=timedelta(hours=env_number(env, "CALLMINER_POLL_LAG_HOURS", 2)),
+            poll_max_days=int(env_number(env, "CALLMINER_POLL_MAX_DAYS", 7)),
+            pending_interval_s=int(env_number(env, "CALLMINER_PENDING_INTERVAL_SECONDS", 600)),
             pending_backoff=timedelta(
-                minutes=_env_float(env, "CALLMINER_PENDING_BACKOFF_MINUTES", 10)
+                minutes=env_number(env, "CALLMINER_PENDING_BACKOFF_MINUTES", 10)
             ),
             pending_backoff_max=timedelta(
-                minutes=_env_float(env, "CALLMINER_PENDING_BACKOFF_MAX_MINUTES", 240)
+                minutes=env_number(env, "CALLMINER_PENDING_BACKOFF_MAX_MINUTES", 240)
             ),
-            give_up=timedelta(hours=_env_float(env, "CALLMINER_TRANSCRIPT_GIVE_UP_HOURS", 72)),
+            give_up=timedelta(hours=env_number(env, "CALLMINER_TRANSCRIPT_GIVE_UP_HOURS", 72)),
             webhook_interval_s=int(
-                _env_float(env, "CALLMINER_WEBHOOK_SENSOR_INTERVAL_SECONDS", 30)
+                env_number(env, "CALLMINER_WEBHOOK_SENSOR_INTERVAL_SECONDS", 30)
             ),
-            webhook_batch=int(_env_float(env, "CALLMINER_WEBHOOK_BATCH", 500)),
+            webhook_batch=int(env_number(env, "CALLMINER_WEBHOOK_BATCH", 500)),
         )
 
 
@@ -157,11 +149,11 @@ def _run_partitions(
         tags = run.tags
         if _PARTITION_TAG in tags:
             keys.add(tags[_PARTITION_TAG])
-        elif _RANGE_START_TAG in tags and _RANGE_END_TAG in tags:
+        elif RANGE_START_TAG in tags and RANGE_END_TAG in tags:
             try:
                 keys.update(
                     daily_partitions.get_partition_keys_in_range(
-                        dg.PartitionKeyRange(tags[_RANGE_START_TAG], tags[_RANGE_END_TAG])
+                        dg.PartitionKeyRange(tags[RANGE_START_TAG], tags[RANGE_END_TAG])
                     )
                 )
             except Exception:  # a range of another partitions definition: not ours
@@ -172,10 +164,6 @@ def _run_partitions(
 def active_partitions(instance: dg.DagsterInstance, asset_keys: Iterable[dg.AssetKey]) -> set[str]:
     """Daily partition keys with a queued or running run touching any of ``asset_keys``."""
     return _run_partitions(instance, ACTIVE_STATUSES, asset_keys)
-
-
-def _run_key_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
-    return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={_RUN_KEY_TAG: run_key}), limit=1))
 
 
 def _load_cursor(cursor: str | None) -> dict[str, Any]:
@@ -243,7 +231,7 @@ def build_poll_sensor(
         requests = []
         for key in keys:
             run_key = f"poll|{key}|{bucket}"
-            if key in busy or _run_key_exists(context.instance, run_key):
+            if key in busy:
                 continue
             requests.append(
                 dg.RunRequest(
@@ -285,21 +273,22 @@ def published_pending(published_path: Path) -> list[PendingPartition]:
     The published copy is never written in place (runs replace it atomically), so
     this read never waits on, nor blocks, a running pipeline.
     """
-    if not published_path.exists():
+    if not published_path.exists() or published_path.stat().st_size == 0:
         return []
-    con = duckdb.connect(str(published_path), read_only=True)
+    con = connect_published(published_path)
     try:
         exists = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+            "SELECT count(*) FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
             ["callminer", "transcripts"],
         ).fetchone()
         if not exists or not exists[0]:
             return []
-        # Catalog-qualified: a file named callminer.duckdb makes "callminer" ambiguous.
-        (catalog,) = con.execute("SELECT current_database()").fetchone() or ("",)
-        table = '"' + str(catalog).replace('"', '""') + '".callminer.transcripts'
-        sql = f"SELECT CAST(interaction_date AS VARCHAR), count(*), min(first_seen_pending_at) FROM {table} WHERE status = ? GROUP BY 1 ORDER BY 1"  # noqa: S608 - quoted identifier, value bound
-        rows = con.execute(sql, ["pending"]).fetchall()
+        rows = con.execute(
+            "SELECT CAST(interaction_date AS VARCHAR), count(*), min(first_seen_pending_at) "
+            "FROM callminer.transcripts WHERE status = ? GROUP BY 1 ORDER BY 1",
+            ["pending"],
+        ).fetchall()
     finally:
         con.close()
     out = []
@@ -324,8 +313,9 @@ def build_pending_sensor(
         description=(
             "Re-fetches transcripts still 'pending' in callminer.transcripts, per partition, with "
             f"exponential backoff ({cfg.pending_backoff} doubling, max {cfg.pending_backoff_max}) "
-            f"until they arrive or {cfg.give_up} have passed (one last run then marks them "
-            "missing). Tag callminer/trigger=pending-retry."
+            f"until they arrive or {cfg.give_up} have passed; a run after that marks them "
+            f"missing, and is re-requested (at most every {cfg.pending_backoff_max}) while any "
+            "stays pending, e.g. after a failed run. Tag callminer/trigger=pending-retry."
         ),
         tags={TRIGGER_TAG: "pending-retry"},
     )
@@ -348,14 +338,17 @@ def build_pending_sensor(
                 cfg.give_up
             )
             due = next_at is None or now >= next_at
-            if key in busy or not due or (expired and entry.get("final")):
+            # Past give-up, a run marks the rows 'missing' and the day drops out; a failed
+            # run leaves them pending, so keep re-requesting with the capped backoff.
+            if key in busy or not due:
                 new_state[key] = entry
                 continue
             attempts += 1
-            delay = min(cfg.pending_backoff * (2 ** (attempts - 1)), cfg.pending_backoff_max)
+            # Exponent capped: retries go on past give-up, and 2**n must not overflow timedelta.
+            delay = min(cfg.pending_backoff * (2 ** min(attempts - 1, 30)), cfg.pending_backoff_max)
             entry = {"attempts": attempts, "next_at": (now + delay).isoformat()}
             if expired:
-                entry["final"] = True  # the asset turns them 'missing' on this run
+                entry["final"] = True  # this run should turn them 'missing'
             new_state[key] = entry
             requests.append(
                 dg.RunRequest(
@@ -363,7 +356,11 @@ def build_pending_sensor(
                     run_key=f"pending-retry|{key}|{part.oldest_pending_at}|{attempts}",
                     partition_key=key,
                     asset_selection=list(TRANSCRIPT_KEYS),
-                    tags={TRIGGER_TAG: "pending-retry", "callminer/attempt": str(attempts)},
+                    tags={
+                        TRIGGER_TAG: "pending-retry",
+                        "callminer/attempt": str(attempts),
+                        "callminer/past_give_up": str(expired).lower(),
+                    },
                 )
             )
         # Partitions no longer pending drop out of the cursor: they are resolved.

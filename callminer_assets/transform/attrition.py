@@ -6,6 +6,9 @@ Honesty rules, because a leaky model looks great and is useless:
   was exported (``roster_as_of``, default today in UTC), whatever window the interaction data
   covers. Younger months are not labelled (unknown, not negative) and never trained on;
 - agents who already left by the end of M are not "at risk" in M and are dropped;
+- agent-months of agents missing from the roster (no hire date) are dropped from training:
+  without a roster entry "no leave date" means "unknown", not "stayed". How many were dropped
+  is reported (``TrainedModel.metrics["n_unrostered_dropped"]``, the asset's metadata);
 - the split is by time: every test month is strictly after every train month, and training
   months whose 90-day label window reaches into the test period are purged, so no leave event
   seen in the test period informs training;
@@ -239,7 +242,9 @@ def train_attrition_model(
     have an observable label. ``shuffle_labels_seed`` permutes the training labels: the negative control whose AUC
     must fall to chance (used by the tests; never in production).
     """
-    labelled = label(model_frame(features, roster), roster_as_of(as_of))
+    frame = model_frame(features, roster)
+    unrostered = int(frame["hire_date"].is_null().sum())
+    labelled = label(frame.filter(pl.col("hire_date").is_not_null()), roster_as_of(as_of))
     split = time_split(labelled, test_fraction=test_fraction, purge=purge)
     y_train = split.train["label"].to_numpy()
     if shuffle_labels_seed is not None:
@@ -280,13 +285,16 @@ def train_attrition_model(
         "base_rate": float(y_test.mean()) if y_test.size else None,
         "roc_auc": float(roc_auc_score(y_test, proba)) if two_classes else None,
         "average_precision": float(average_precision_score(y_test, proba)) if two_classes else None,
+        # not a warehouse column: reported in the asset metadata
+        "n_unrostered_dropped": unrostered,
     }
     return TrainedModel(version, model, FEATURE_COLUMNS, medians, metrics)
 
 
 def metrics_frame(trained: TrainedModel) -> pl.DataFrame:
     """One ATTRITION_MODEL_METRICS row for the trained model."""
-    return pl.DataFrame([trained.metrics], schema=METRICS_SCHEMA, orient="row")
+    row = {k: trained.metrics.get(k) for k in METRICS_SCHEMA}
+    return pl.DataFrame([row], schema=METRICS_SCHEMA, orient="row")
 
 
 def save_model(trained: TrainedModel, models_dir: str | Path) -> Path:
@@ -330,8 +338,13 @@ def score_agents(
     roster: pl.DataFrame,
     month: date | None = None,
     top_k: int = 3,
+    *,
+    as_of: date | str | None = None,
 ) -> pl.DataFrame:
-    """Risk for every agent active at the end of ``month`` (default: latest) with features then.
+    """Risk for every agent still employed with features in ``month`` (default: latest).
+
+    "Still employed": no leave date, or one after both the month end and the roster's as-of
+    date ``as_of`` (default today, UTC); someone who has already left is nobody to retain.
 
     ``top_features`` is a JSON list of the ``top_k`` features with the largest absolute
     median-replacement contribution: ``{"feature", "value", "contribution"}`` (positive =
@@ -341,8 +354,10 @@ def score_agents(
     if frame.is_empty():
         return pl.DataFrame(schema=RISK_SCHEMA)
     target = month or frame["month"].max()
+    observed = pl.lit(roster_as_of(as_of), dtype=pl.Date)
     rows = frame.filter(pl.col("month") == target).filter(
-        pl.col("leave_date").is_null() | (pl.col("leave_date") > pl.col("month_end"))
+        pl.col("leave_date").is_null()
+        | ((pl.col("leave_date") > pl.col("month_end")) & (pl.col("leave_date") > observed))
     )
     if rows.is_empty():
         return pl.DataFrame(schema=RISK_SCHEMA)

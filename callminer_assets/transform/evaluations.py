@@ -104,6 +104,19 @@ def outcome_rows(
     return frame_from_rows(EVALUATIONS, rows)
 
 
+def redate(elsewhere: pl.DataFrame, transcripts: pl.DataFrame) -> pl.DataFrame:
+    """Evaluations stored under another day for interactions now in ``transcripts``' days.
+
+    CallMiner can move an interaction's startTime across midnight: its runs were paid for
+    under the old day, so they move with it instead of being bought again.
+    """
+    return (
+        elsewhere.drop("interaction_date")
+        .join(transcripts.select("interaction_id", "interaction_date"), on="interaction_id")
+        .select(EVALUATIONS.column_names)
+    )
+
+
 def merge(
     existing: pl.DataFrame, new: pl.DataFrame, transcripts: pl.DataFrame, kits: Sequence[str]
 ) -> pl.DataFrame:

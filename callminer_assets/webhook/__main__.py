@@ -33,7 +33,7 @@ X-CallMiner-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">.
 Answers: 401 unsigned / wrongly signed / timestamp more than {MAX_SKEW_SECONDS // 60} min off,
 413 body over {MAX_BODY_BYTES} bytes, 400 not an event, 200 stored (a repeated
 eventId is stored once and answered {{"stored": false}}).
-The Dagster sensor `webhook_inbox_sensor` turns stored events into runs.
+The Dagster sensor `callminer_webhook_inbox_sensor` turns stored events into runs.
 """
 
 EPILOG = f"""\

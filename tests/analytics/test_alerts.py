@@ -12,7 +12,13 @@ from typing import Any
 import polars as pl
 import pytest
 
-from callminer_assets.analytics.alerts import ALERTS_SCHEMA, partition_alerts, select_alerts
+from callminer_assets.analytics.alerts import (
+    ALERTS_SCHEMA,
+    partition_alerts,
+    pending_alerts,
+    select_alerts,
+    store_then_deliver,
+)
 from callminer_assets.transform.scores import FINDINGS_SCHEMA, SCORES_SCHEMA
 from callminer_assets.warehouse.schema import COMPLIANCE_ALERTS
 
@@ -25,12 +31,15 @@ class Receiver:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.status = 200
+        self.on_post: Any = None  # called before answering each POST (e.g. to read the table)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 receiver.bodies.append(json.loads(self.rfile.read(length)))
+                if receiver.on_post is not None:
+                    receiver.on_post()
                 self.send_response(receiver.status)
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -161,3 +170,40 @@ def test_unreachable_webhook_does_not_fail_the_run() -> None:
         _empty(), [], _scores(), _findings(), "http://127.0.0.1:9/hook", now=NOW
     )
     assert sent == 0 and rows.height == 2
+
+
+def test_alerts_are_stored_before_they_are_posted(receiver: Receiver) -> None:
+    table: list[pl.DataFrame] = []  # every write of the partition, in order
+    seen_at_post: list[pl.DataFrame] = []
+    receiver.on_post = lambda: seen_at_post.append(table[-1])
+    rows, new, sent = partition_alerts(
+        _empty(), [], _scores(), _findings(), receiver.url, now=NOW, write=table.append
+    )
+    assert (new, sent) == (2, 2) and len(receiver.bodies) == 1
+    # when Slack got the message, both alerts were already in the table, not yet delivered
+    (at_post,) = seen_at_post
+    assert at_post["interaction_id"].to_list() == ["I1", "I2"]
+    assert not at_post["delivered"].any()
+    # then the same rows were written again, delivered
+    assert len(table) == 2 and table[-1].equals(rows) and rows["delivered"].all()
+
+
+def test_a_failed_write_posts_nothing(receiver: Receiver) -> None:
+    rows, _ = pending_alerts(_empty(), [], _scores(), _findings(), now=NOW)
+
+    def broken(_: pl.DataFrame) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        store_then_deliver(rows, broken, receiver.url)
+    assert receiver.bodies == []
+    # the next run finds nothing stored: the alerts are new again and posted once
+    table: list[pl.DataFrame] = []
+    again, sent = store_then_deliver(rows, table.append, receiver.url)
+    assert sent == 2 and len(receiver.bodies) == 1 and table[-1]["delivered"].all()
+
+
+def test_nothing_to_deliver_writes_once(receiver: Receiver) -> None:
+    table: list[pl.DataFrame] = []
+    partition_alerts(_empty(), [], _scores(), _findings(), None, now=NOW, write=table.append)
+    assert len(table) == 1 and not table[0]["delivered"].any() and receiver.bodies == []

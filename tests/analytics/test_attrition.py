@@ -185,7 +185,7 @@ def test_signal_is_learned_and_shuffled_labels_fall_to_chance(tmp_path: Path) ->
     assert latest_model_path(tmp_path / "models") == path
     loaded = load_model(path)
 
-    risk = score_agents(loaded, features, roster)
+    risk = score_agents(loaded, features, roster, as_of=OBSERVED)
     assert risk.columns == ATTRITION_RISK.column_names
     latest = add_months(START, N_MONTHS - 1)
     active = features.join(roster, on="agent_id").filter(
@@ -193,6 +193,12 @@ def test_signal_is_learned_and_shuffled_labels_fall_to_chance(tmp_path: Path) ->
         & (pl.col("leave_date").is_null() | (pl.col("leave_date") > month_end(latest)))
     )
     assert sorted(risk["agent_id"]) == sorted(active["agent_id"])
+    # a roster exported later knows more leavers: who left by its as-of date is not scored
+    later = OBSERVED + timedelta(days=60)
+    left_since = active.filter(pl.col("leave_date") <= later)["agent_id"].to_list()
+    assert left_since  # the synthetic roster has leavers after the data ends
+    risk_later = score_agents(loaded, features, roster, as_of=later)
+    assert sorted(risk_later["agent_id"]) == sorted(set(active["agent_id"]) - set(left_since))
     assert risk["risk"].is_between(0, 1).all()
     top = json.loads(risk["top_features"][0])
     assert len(top) == 3 and {t["feature"] for t in top} <= set(FEATURE_COLUMNS)
@@ -207,3 +213,22 @@ def test_single_training_month_with_unobserved_change_columns_trains() -> None:
     trained = train_attrition_model(short, roster, observed, test_fraction=0.6)
     assert trained.metrics["train_months"] == "2024-01..2024-01"
     assert not trained.metrics["purged"]
+
+
+def test_agents_missing_from_the_roster_are_not_labelled_stayed() -> None:
+    features, roster = synthetic()
+    # HR's file lacks a fifth of the agents, leavers among them
+    missing = roster["agent_id"].gather_every(5).to_list()
+    partial = roster.filter(~pl.col("agent_id").is_in(missing))
+    trained = train_attrition_model(features, partial, OBSERVED)
+    rostered_only = train_attrition_model(
+        features.filter(~pl.col("agent_id").is_in(missing)), partial, OBSERVED
+    )
+    dropped = features.filter(pl.col("agent_id").is_in(missing)).height
+    assert dropped > 0 and trained.metrics["n_unrostered_dropped"] == dropped
+    # same labelled rows as if they were never there (version ends with the data fingerprint)
+    assert trained.version.split("-")[-1] == rostered_only.version.split("-")[-1]
+    for k in ("n_train", "n_test", "base_rate", "train_months", "test_months"):
+        assert trained.metrics[k] == rostered_only.metrics[k], k
+    assert rostered_only.metrics["n_unrostered_dropped"] == 0
+    assert "n_unrostered_dropped" not in metrics_frame(trained).columns

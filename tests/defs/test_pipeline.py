@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from callminer_assets.defs.resources import build_resources
@@ -16,7 +17,8 @@ from callminer_assets.lib.errors import ConfigError
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.generator import Generator
 from callminer_assets.sandbox.server import serve
-from callminer_assets.warehouse.schema import TABLES
+from callminer_assets.warehouse.schema import INTERACTIONS, TABLES
+from callminer_assets.warehouse.store import Warehouse
 from tests.defs.helpers import EXTRACT, REPO, materialize, range_tags, rows, sandbox_env
 
 
@@ -198,3 +200,28 @@ def test_stored_transcripts_survive_an_api_calling_them_pending_again(
         assert rows(duckdb_path, counts) == before == [("available", 10)]
         assert rows(duckdb_path, "SELECT count(*) FROM callminer.utterances") == utterances
         assert server.state.runs_started == paid
+
+
+def test_an_interaction_stored_under_two_days_fails_the_blocking_check(
+    dagster_home: dg.DagsterInstance, duckdb_path: Path
+) -> None:
+    """CallMiner moved a startTime across midnight: the id is now under two days."""
+    with serve(SandboxConfig(seed=6, per_day=5, pending_fraction=0.0)) as server:
+        env = sandbox_env(server.url, duckdb_path)
+        assert materialize(dagster_home, env, EXTRACT, partition_key="2025-01-21").success
+        wh = Warehouse(duckdb_path)
+        moved = wh.read(INTERACTIONS, {"interaction_date": [date(2025, 1, 21)]}).head(1)
+        wh.replace(
+            INTERACTIONS,
+            moved.with_columns(interaction_date=pl.lit(date(2025, 1, 20))),
+            {"interaction_date": [date(2025, 1, 20)]},
+        )
+        again = materialize(
+            dagster_home, env, EXTRACT, partition_key="2025-01-21", raise_on_error=False
+        )
+    checks = {e.check_name: e.passed for e in again.get_asset_check_evaluations()}
+    assert checks["unique_interaction_id"] is False
+    # Blocking: the run stops there; nothing is evaluated on top of the duplicate.
+    assert not again.success
+    started = {e.step_key for e in again.all_events if e.event_type_value == "STEP_START"}
+    assert "semarize__evaluations" not in started

@@ -14,6 +14,8 @@ import polars as pl
 import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
+from callminer_assets.defs.keys import EVALUATIONS_KEY
+from callminer_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from callminer_assets.defs.resources import WarehouseResource
 from callminer_assets.defs.sensors import (
     RAW_KEYS,
@@ -25,7 +27,9 @@ from callminer_assets.defs.sensors import (
     build_poll_sensor,
     build_webhook_inbox_sensor,
     poll_partition_keys,
+    published_pending,
 )
+from callminer_assets.lib.errors import ConfigError
 from callminer_assets.warehouse.schema import TRANSCRIPTS
 from callminer_assets.warehouse.store import Warehouse
 from callminer_assets.webhook.inbox import Inbox
@@ -63,13 +67,28 @@ def _tick(
     return result
 
 
-def _submit(instance: dg.DagsterInstance, result: dg.SensorResult) -> list[str]:
-    """Do what the daemon does with the requests: create runs carrying their tags, not yet
-    started (a QUEUED run would need a code-location origin; both count as waiting)."""
+def _submit(
+    instance: dg.DagsterInstance, result: dg.SensorResult, sensor: dg.SensorDefinition
+) -> list[str]:
+    """Do what the daemon does with the requests: drop a request whose run key already has a
+    run of this sensor (``dagster._daemon.sensor.fetch_existing_runs``), create the others as
+    runs carrying their tags, not yet started (a QUEUED run would need a code-location
+    origin; both count as waiting)."""
     ids = []
     for req in result.run_requests or []:
+        if req.run_key and any(
+            run.tags.get("dagster/sensor_name") == sensor.name
+            for run in instance.get_runs(
+                filters=dg.RunsFilter(tags={"dagster/run_key": req.run_key})
+            )
+        ):
+            continue
         run_id = str(uuid.uuid4())
-        tags = {**req.tags, "dagster/partition": str(req.partition_key)}
+        tags = {
+            **req.tags,
+            "dagster/partition": str(req.partition_key),
+            "dagster/sensor_name": sensor.name,
+        }
         if req.run_key:
             tags["dagster/run_key"] = req.run_key
         instance.add_run(
@@ -85,16 +104,16 @@ def _submit(instance: dg.DagsterInstance, result: dg.SensorResult) -> list[str]:
     return ids
 
 
-def _finish(instance: dg.DagsterInstance, run_ids: list[str]) -> None:
+def _finish(
+    instance: dg.DagsterInstance,
+    run_ids: list[str],
+    event: dg.DagsterEventType = dg.DagsterEventType.RUN_SUCCESS,
+) -> None:
     for run_id in run_ids:
         run = instance.get_run_by_id(run_id)
         assert run is not None
         instance.run_storage.handle_run_event(
-            run_id,
-            dg.DagsterEvent(
-                event_type_value=dg.DagsterEventType.RUN_SUCCESS.value,
-                job_name=run.job_name,
-            ),
+            run_id, dg.DagsterEvent(event_type_value=event.value, job_name=run.job_name)
         )
 
 
@@ -133,23 +152,28 @@ def test_poll_requests_lag_window_once(instance: dg.DagsterInstance) -> None:
         r.run_key for r in first.run_requests or []
     ]
 
-    run_ids = _submit(instance, first)
+    run_ids = _submit(instance, first, sensor)
     # Second tick five minutes later: both partitions have a queued run -> nothing.
     clock.now += timedelta(minutes=5)
     second = _tick(sensor, instance, first.cursor)
     assert _keys(second) == []
     assert second.skip_reason is not None
 
-    # Runs done; re-running the first tick is a no-op (its run keys exist).
+    # Runs done; re-running the first tick requests the same run keys, which the daemon's
+    # own run-key de-duplication (per sensor) drops: no second run.
     _finish(instance, run_ids)
     clock.now = datetime(2025, 3, 10, 1, 0, tzinfo=UTC)
-    assert _keys(_tick(sensor, instance, None)) == []
+    replay = _tick(sensor, instance, None)
+    assert {r.run_key for r in replay.run_requests or []} == {
+        r.run_key for r in first.run_requests or []
+    }
+    assert _submit(instance, replay, sensor) == []
 
     # 02:30 with cursor 01:05: the lag window still reaches back to 23:05 yesterday.
     clock.now = datetime(2025, 3, 10, 2, 30, tzinfo=UTC)
     third = _tick(sensor, instance, second.cursor)
     assert _keys(third) == ["2025-03-09", "2025-03-10"]
-    _finish(instance, _submit(instance, third))
+    _finish(instance, _submit(instance, third, sensor))
 
     # 05:00 with cursor 02:30: the window [00:30, 05:00) is today only.
     clock.now = datetime(2025, 3, 10, 5, 0, tzinfo=UTC)
@@ -165,10 +189,7 @@ def test_poll_skips_partitions_inside_a_running_backfill_range(
             job_name="__ASSET_JOB",
             run_id=str(uuid.uuid4()),
             status=dg.DagsterRunStatus.STARTED,
-            tags={
-                "dagster/asset_partition_range_start": "2025-03-01",
-                "dagster/asset_partition_range_end": "2025-03-09",
-            },
+            tags={RANGE_START_TAG: "2025-03-01", RANGE_END_TAG: "2025-03-09"},
             asset_selection=frozenset(RAW_KEYS),
         )
     )
@@ -179,7 +200,7 @@ def test_poll_skips_partitions_inside_a_running_backfill_range(
             run_id=str(uuid.uuid4()),
             status=dg.DagsterRunStatus.STARTED,
             tags={"dagster/partition": "2025-03-10"},
-            asset_selection=frozenset({dg.AssetKey(["semarize", "evaluations"])}),
+            asset_selection=frozenset({EVALUATIONS_KEY}),
         )
     )
     clock = Clock(datetime(2025, 3, 10, 1, 0, tzinfo=UTC))
@@ -245,7 +266,7 @@ def test_pending_transcripts_retried_with_backoff_then_resolved(
     req = (first.run_requests or [])[0]
     assert req.tags[TRIGGER_TAG] == "pending-retry"
     assert set(req.asset_selection or []) == set(TRANSCRIPT_KEYS)
-    _finish(instance, _submit(instance, first))
+    _finish(instance, _submit(instance, first, sensor))
 
     clock.now += timedelta(minutes=5)  # backoff 10 min: not due yet
     second = _tick(sensor, instance, first.cursor, warehouse=resource)
@@ -255,7 +276,7 @@ def test_pending_transcripts_retried_with_backoff_then_resolved(
     assert _keys(third) == ["2025-03-08"]
     assert (third.run_requests or [])[0].tags["callminer/attempt"] == "2"
     assert (third.run_requests or [])[0].run_key != req.run_key
-    _finish(instance, _submit(instance, third))
+    _finish(instance, _submit(instance, third, sensor))
     clock.now += timedelta(minutes=15)
     assert _keys(_tick(sensor, instance, third.cursor, warehouse=resource)) == []
 
@@ -276,23 +297,55 @@ def test_pending_transcripts_retried_with_backoff_then_resolved(
     assert done.cursor == '{"partitions": {}}'
 
 
-def test_pending_past_give_up_gets_one_last_run(
+def test_pending_past_give_up_retried_until_marked_missing(
     instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    wh_path = tmp_path / "published.duckdb"
+    # Named like the default file: the read must not trip over catalog "callminer".
+    wh_path = tmp_path / "callminer.duckdb"
+    wh = Warehouse(wh_path)
+    day = date(2025, 3, 1)
     seen = datetime(2025, 3, 1, tzinfo=UTC)
-    Warehouse(wh_path).replace(
+    wh.replace(
         TRANSCRIPTS,
-        _transcripts([("INT-20250301-00001", date(2025, 3, 1), "pending", seen)]),
-        {"interaction_date": [date(2025, 3, 1)]},
+        _transcripts([("INT-20250301-00001", day, "pending", seen)]),
+        {"interaction_date": [day]},
     )
+    assert [p.partition_key for p in published_pending(wh_path)] == ["2025-03-01"]
     resource = WarehouseResource(duckdb_path=str(wh_path))
+    # Attempts made before give-up: the backoff has reached its cap (4 h).
+    cursor = (
+        '{"partitions": {"2025-03-01": {"attempts": 60, "next_at": "2025-03-04T07:00:00+00:00"}}}'
+    )
     clock = Clock(seen + timedelta(hours=80))  # give-up window (72 h) has passed
     sensor = build_pending_sensor(SETTINGS, clock)
-    last = _tick(sensor, instance, None, warehouse=resource)
-    assert _keys(last) == ["2025-03-01"]
+    final = _tick(sensor, instance, cursor, warehouse=resource)
+    assert _keys(final) == ["2025-03-01"]
+    assert (final.run_requests or [])[0].tags["callminer/past_give_up"] == "true"
+    run_ids = _submit(instance, final, sensor)
+    # While that run is queued, nothing more.
+    clock.now += timedelta(hours=5)
+    waiting = _tick(sensor, instance, final.cursor, warehouse=resource)
+    assert _keys(waiting) == []
+
+    # It fails: the row is still pending, so after the capped backoff it is requested again.
+    _finish(instance, run_ids, dg.DagsterEventType.RUN_FAILURE)
+    clock.now += timedelta(minutes=1)
+    again = _tick(sensor, instance, waiting.cursor, warehouse=resource)
+    assert _keys(again) == ["2025-03-01"]
+    assert _submit(instance, again, sensor)  # a new run key, not de-duplicated away
+    clock.now += timedelta(hours=1)
+    assert _keys(_tick(sensor, instance, again.cursor, warehouse=resource)) == []
+
+    # The next run succeeds and marks the row missing: the day drops out for good.
+    wh.replace(
+        TRANSCRIPTS,
+        _transcripts([("INT-20250301-00001", day, "missing", seen)]),
+        {"interaction_date": [day]},
+    )
     clock.now += timedelta(days=1)
-    assert _keys(_tick(sensor, instance, last.cursor, warehouse=resource)) == []
+    done = _tick(sensor, instance, again.cursor, warehouse=resource)
+    assert _keys(done) == []
+    assert done.cursor == '{"partitions": {}}'
 
 
 def test_pending_without_warehouse_is_a_skip(instance: dg.DagsterInstance, tmp_path: Path) -> None:
@@ -334,7 +387,7 @@ def test_webhook_events_become_batched_requests_then_consumed(
     assert tags["2025-03-09"]["callminer/events"] == "3"
     # Not consumed until the tick's requests are committed (next tick).
     assert len(inbox.unconsumed()) == 4
-    _submit(instance, first)
+    _submit(instance, first, sensor)
 
     second = _tick(sensor, instance, first.cursor)
     assert _keys(second) == []
@@ -408,5 +461,5 @@ def test_settings_from_env() -> None:
     )
     assert cfg.poll_interval_s == 60
     assert cfg.poll_lag == timedelta(minutes=30)
-    with pytest.raises(ValueError, match="CALLMINER_POLL_LAG_HOURS"):
+    with pytest.raises(ConfigError, match="CALLMINER_POLL_LAG_HOURS"):
         SensorSettings.from_env({"CALLMINER_POLL_LAG_HOURS": "soon"})

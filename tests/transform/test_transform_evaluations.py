@@ -109,3 +109,22 @@ def test_hostile_run_results_are_storable_and_typed_safely(tmp_path: object) -> 
     assert row["compliance_score"] is None  # inf is no score
     assert row["consent_obtained"] is None  # an object is no boolean
     assert row["topic_primary"] == "bill\ufffding"
+
+
+def test_runs_paid_under_another_day_move_with_a_moved_interaction() -> None:
+    """An interaction whose startTime moved to another day is not paid for again."""
+    transcripts = _transcripts("agent: hi")  # now on DAY
+    request = ev.plan_requests(
+        transcripts, _interactions(1), frame_from_rows(EVALUATIONS, []), KITS
+    )
+    old_day = date(2025, 1, 13)
+    paid = ev.outcome_rows(
+        [EvalOutcome(r, "succeeded", "run", r.kit_version, {"b": Brick(1, 0.9)}) for r in request],
+        {"I0": old_day},
+        datetime.now(UTC),
+    )
+    moved = ev.redate(paid, transcripts)
+    assert moved["interaction_date"].unique().to_list() == [DAY]
+    assert ev.plan_requests(transcripts, _interactions(1), moved, KITS) == []
+    kept = ev.merge(moved, frame_from_rows(EVALUATIONS, []), transcripts, list(KITS))
+    assert kept.height == len(KITS)

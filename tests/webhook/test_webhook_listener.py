@@ -305,3 +305,7 @@ def test_help_documents_flags_and_env() -> None:
         "413",
     ):
         assert word in done.stdout
+    # The sensor it names is the one Dagster knows.
+    from callminer_assets.defs.sensors import callminer_webhook_inbox_sensor
+
+    assert f"`{callminer_webhook_inbox_sensor.name}`" in done.stdout

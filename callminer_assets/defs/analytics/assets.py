@@ -8,7 +8,7 @@ alerted twice).
 """
 
 import json
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,30 @@ import dagster as dg
 import polars as pl
 
 from callminer_assets.analytics import exports
-from callminer_assets.analytics.alerts import partition_alerts
+from callminer_assets.analytics.alerts import pending_alerts, store_then_deliver
 from callminer_assets.analytics.roster import load_roster
 from callminer_assets.defs.analytics import checks
+from callminer_assets.defs.analytics.automation import ANY_DEP_UPDATED, MONTHLY_ON_UPDATES
 from callminer_assets.defs.analytics.resources import DEFAULT_ROSTER_PATH, AnalyticsResource
 from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
-from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
+from callminer_assets.defs.keys import (
+    ALERTS_KEY,
+    CONSISTENCY_KEY,
+    EVALUATIONS_KEY,
+    FEATURES_KEY,
+    FINDINGS_KEY,
+    INTERACTIONS_KEY,
+    MODEL_KEY,
+    RISK_KEY,
+    ROSTER_KEY,
+    SCORES_KEY,
+)
+from callminer_assets.defs.metadata import (
+    counts_by,
+    partition_days,
+    partition_months,
+    table_metadata,
+)
 from callminer_assets.defs.partitions import (
     DAILY_BACKFILL_POLICY,
     DUCKDB_POOL,
@@ -51,17 +69,7 @@ from callminer_assets.warehouse.schema import (
     INTERACTION_SCORES,
     INTERACTIONS,
 )
-
-INTERACTIONS_KEY = dg.AssetKey(["callminer", "interactions"])
-EVALUATIONS_KEY = dg.AssetKey(["semarize", "evaluations"])
-SCORES_KEY = dg.AssetKey(["analytics", "interaction_scores"])
-FINDINGS_KEY = dg.AssetKey(["analytics", "compliance_findings"])
-ALERTS_KEY = dg.AssetKey(["analytics", "compliance_alerts"])
-FEATURES_KEY = dg.AssetKey(["analytics", "agent_monthly_features"])
-CONSISTENCY_KEY = dg.AssetKey(["analytics", "channel_consistency"])
-ROSTER_KEY = dg.AssetKey(["callminer", "agent_roster"])
-MODEL_KEY = dg.AssetKey(["analytics", "attrition_model"])
-RISK_KEY = dg.AssetKey(["analytics", "attrition_risk"])
+from callminer_assets.warehouse.store import Warehouse
 
 GROUP = "analytics"
 
@@ -77,20 +85,23 @@ _MONTHLY: dict[str, Any] = {
 }
 
 
-def _days(start: date, end: date) -> list[date]:
-    """Days in ``[start, end)``."""
-    return [start + timedelta(days=i) for i in range((end - start).days)]
+# Month M's features read M and the two months before it (the trend slope), so each monthly
+# partition depends on the daily scores of three months. The offset is in downstream (monthly)
+# units: dagster's TimeWindowPartitionMapping applies it to the downstream window before
+# aligning to upstream partitions, so "2025-03" -> days 2025-01-01..2025-03-31 (clamped to
+# the first day there is; checked in tests/analytics/test_analytics_defs.py).
+TREND_SCORES_DEP = dg.AssetDep(
+    SCORES_KEY,
+    partition_mapping=dg.TimeWindowPartitionMapping(
+        start_offset=-(TREND_MONTHS - 1), allow_nonexistent_upstream_partitions=True
+    ),
+)
 
 
-def _run_months(context: dg.AssetExecutionContext) -> list[date]:
-    """First days of the months of this run (one partition or a backfill range)."""
-    window = context.partition_time_window
-    first, end = window.start.date(), window.end.date()
-    months, m = [], first.replace(day=1)
-    while m < end:
-        months.append(m)
-        m = add_months(m, 1)
-    return months
+def _scores_of_months(wh: Warehouse, first: date, end: date) -> pl.DataFrame:
+    """Scores of the interaction days in ``[first, end)`` (whole months)."""
+    days = pl.date_range(first, end, closed="left", eager=True).to_list()
+    return wh.read(INTERACTION_SCORES, {"interaction_date": days})
 
 
 # -- daily: scores + findings ------------------------------------------------------------------
@@ -100,7 +111,10 @@ SCORE_CHECKS = [
         "scores_in_range",
         asset=SCORES_KEY,
         blocking=True,
-        description="0..1 scores within 0..1, counts >= 0, one row per interaction.",
+        description=(
+            "0..1 scores within 0..1, counts >= 0, and (read back from the table after the "
+            "write) one row per interaction across all days."
+        ),
     )
 ]
 
@@ -162,7 +176,14 @@ def interaction_scores(context: dg.AssetExecutionContext, warehouse: WarehouseRe
             failed_per_rule=counts_by(failed.unique(["interaction_id", "rule"]), "rule"),
         ),
     )
-    passed, meta = checks.scores_in_range(scores)
+    # after the write, on the table: the run's interactions with more than one row anywhere
+    duplicates = wh.query(
+        "SELECT interaction_id, count(*) AS rows FROM analytics.interaction_scores "
+        "WHERE interaction_id IN (SELECT interaction_id FROM analytics.interaction_scores "
+        "WHERE interaction_date BETWEEN ? AND ?) GROUP BY 1 HAVING count(*) > 1 ORDER BY 1",
+        [days[0], days[-1]],
+    )
+    passed, meta = checks.scores_in_range(scores, duplicates)
     yield dg.AssetCheckResult(
         asset_key=SCORES_KEY, check_name="scores_in_range", passed=passed, metadata=meta
     )
@@ -186,21 +207,29 @@ def interaction_scores(context: dg.AssetExecutionContext, warehouse: WarehouseRe
 def compliance_alerts(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, analytics: AnalyticsResource
 ) -> dg.MaterializeResult:
-    """Raise alerts for new low-compliance interactions; keep (and retry) earlier ones."""
+    """Raise alerts for new low-compliance interactions; keep (and retry) earlier ones.
+
+    The rows are written before Slack is called and updated after it (see
+    ``analytics.alerts``): an alert Slack has seen is always in the table already.
+    """
     days = partition_days(context)
     where = {"interaction_date": days}
     wh = warehouse.warehouse()
     existing = wh.read(COMPLIANCE_ALERTS, where)
     alerted = wh.query("SELECT interaction_id FROM analytics.compliance_alerts")
-    rows, new, sent = partition_alerts(
+    pending, new = pending_alerts(
         existing,
         alerted["interaction_id"].to_list(),
         wh.read(INTERACTION_SCORES, where),
         wh.read(COMPLIANCE_FINDINGS, where),
-        analytics.slack_webhook_url,
         threshold=analytics.compliance_threshold,
     )
-    wh.replace(COMPLIANCE_ALERTS, rows, where)
+    # stored (delivered=false) before anything is posted, then marked delivered
+    rows, sent = store_then_deliver(
+        pending,
+        lambda frame: wh.replace(COMPLIANCE_ALERTS, frame, where),
+        analytics.slack_webhook_url,
+    )
     if not analytics.slack_webhook_url:
         context.log.info("SLACK_WEBHOOK_URL is not set: alerts written to the table only")
     return dg.MaterializeResult(
@@ -224,21 +253,15 @@ FEATURE_CHECKS = [
         blocking=True,
         description="Shares/means within 0..1, channel shares sum to 1, |weekly slope| <= 1.",
     ),
-    dg.AssetCheckSpec(
-        "no_duplicate_agent_month",
-        asset=FEATURES_KEY,
-        blocking=True,
-        description="The whole table holds at most one row per agent x month.",
-    ),
 ]
 
 
 @dg.asset(
     key=FEATURES_KEY,
-    deps=[SCORES_KEY],
+    deps=[TREND_SCORES_DEP],
     kinds={"duckdb", "parquet"},
     group_name=GROUP,
-    automation_condition=EAGER_AFTER_CHECKS,
+    automation_condition=MONTHLY_ON_UPDATES,
     check_specs=FEATURE_CHECKS,
     description=(
         "Per agent x month behaviour features (definitions in the column docs); low-volume "
@@ -250,12 +273,18 @@ def agent_features(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, analytics: AnalyticsResource
 ) -> Any:
     """Roll the month's scores (and the trailing 3 months for the trend) up per agent."""
-    months = _run_months(context)
+    months = partition_months(context)
     wh = warehouse.warehouse()
+    history = _scores_of_months(
+        wh, add_months(months[0], -(TREND_MONTHS - 1)), add_months(months[-1], 1)
+    )
     frames = []
     for m in months:
-        window = _days(add_months(m, -(TREND_MONTHS - 1)), add_months(m, 1))
-        scores = wh.read(INTERACTION_SCORES, {"interaction_date": window})
+        scores = history.filter(
+            pl.col("interaction_date").is_between(
+                add_months(m, -(TREND_MONTHS - 1)), add_months(m, 1), closed="left"
+            )
+        )
         month_scores = scores.filter(pl.col("interaction_date") >= m)
         features = agent_monthly_features(scores, m, analytics.min_interactions)
         exports.write_month(features, exports.FEATURES_DATASET, m, analytics.exports_dir)
@@ -276,9 +305,6 @@ def agent_features(
     )
     passed, meta = checks.features_in_range(frame)
     yield dg.AssetCheckResult(check_name="feature_values_in_range", passed=passed, metadata=meta)
-    keys = wh.query("SELECT agent_id, month FROM analytics.agent_monthly_features")
-    passed, meta = checks.no_duplicate_agent_month(keys)
-    yield dg.AssetCheckResult(check_name="no_duplicate_agent_month", passed=passed, metadata=meta)
 
 
 @dg.asset(
@@ -286,7 +312,7 @@ def agent_features(
     deps=[SCORES_KEY],
     kinds={"duckdb"},
     group_name=GROUP,
-    automation_condition=EAGER_AFTER_CHECKS,
+    automation_condition=MONTHLY_ON_UPDATES,
     description=(
         "Omnichannel report: mean empathy, resolution, effort and brand alignment per channel "
         "and each channel's gap in % to the best channel."
@@ -297,11 +323,14 @@ def channel_consistency_report(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Compare the channels month by month; the Markdown table is in the metadata."""
-    months = _run_months(context)
+    months = partition_months(context)
     wh = warehouse.warehouse()
+    history = _scores_of_months(wh, months[0], add_months(months[-1], 1))
     frames, summaries = [], []
     for m in months:
-        scores = wh.read(INTERACTION_SCORES, {"interaction_date": _days(m, add_months(m, 1))})
+        scores = history.filter(
+            pl.col("interaction_date").is_between(m, add_months(m, 1), closed="left")
+        )
         report = channel_consistency(scores, m)
         frames.append(report)
         summaries.append(f"### {m:%Y-%m}\n\n{consistency_markdown(report)}")
@@ -374,7 +403,11 @@ MODEL_CHECKS = [
         "model_metrics_present",
         asset=MODEL_KEY,
         blocking=True,
-        description="The trained version has ROC AUC, average precision, base rate and sizes.",
+        description=(
+            "The version produced by this run has its metrics row (ROC AUC, average precision, "
+            "base rate, sizes). A skipped training (not enough labelled history) reports this "
+            "check as failed with severity WARN and the reason: visible, not blocking."
+        ),
     )
 ]
 
@@ -385,7 +418,7 @@ MODEL_CHECKS = [
     kinds={"scikitlearn", "duckdb"},
     group_name=GROUP,
     pool=DUCKDB_POOL,
-    automation_condition=EAGER_AFTER_CHECKS,
+    automation_condition=ANY_DEP_UPDATED,
     check_specs=MODEL_CHECKS,
     description=(
         "Histogram gradient boosting: leaves within 90 days after the month, from the monthly "
@@ -398,7 +431,15 @@ def attrition_model(
     warehouse: WarehouseResource,
     analytics: AnalyticsResource,
 ) -> Any:
-    """Train on every month whose label the roster can tell, evaluate on the latest ones."""
+    """Train on every month whose label the roster can tell, evaluate on the latest ones.
+
+    Not enough labelled history (e.g. a recent window: a month's label needs month end + 90
+    days before the roster's as-of date) is a clean skip, not a failure: the materialisation's
+    metadata says ``skipped: <reason>``, no model file and no metrics row are written, and the
+    ``model_metrics_present`` check is reported as failed with severity WARN and the reason
+    (so it is visible without blocking anything or failing ``python -m callminer_assets run``).
+    The check passes only when the metrics row of the version this run trained exists.
+    """
     wh = warehouse.warehouse()
     features = wh.read(AGENT_MONTHLY_FEATURES)
     roster = wh.read(AGENT_ROSTER)
@@ -406,9 +447,22 @@ def attrition_model(
     try:
         trained = attrition.train_attrition_model(features, roster, as_of)
     except attrition.NotEnoughHistory as exc:
-        raise dg.Failure(
-            f"cannot train the attrition model yet: {exc} (roster as of {as_of})"
-        ) from exc
+        reason = f"not enough labelled history: {exc} (roster as of {as_of})"
+        context.log.warning(f"attrition model not trained: {reason}")
+        yield dg.MaterializeResult(
+            metadata={
+                "skipped": reason,
+                "roster_as_of": str(as_of),
+                "feature_rows": features.height,
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name="model_metrics_present",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"skipped": reason},
+        )
+        return
     path = attrition.save_model(trained, analytics.models_dir)
     metrics = attrition.metrics_frame(trained)
     wh.replace(ATTRITION_MODEL_METRICS, metrics, {"model_version": [trained.version]})
@@ -436,6 +490,7 @@ def attrition_model(
             "train_months": m["train_months"],
             "test_months": m["test_months"],
             "purged_split": m["purged"],
+            "unrostered_rows_dropped": m["n_unrostered_dropped"],
             "roster_as_of": str(as_of),
             "mean_abs_contribution": dg.MetadataValue.json(mean_abs),
         }
@@ -457,22 +512,32 @@ def features_for_importance(features: pl.DataFrame, roster: pl.DataFrame) -> pl.
     kinds={"duckdb"},
     group_name=GROUP,
     pool=DUCKDB_POOL,
-    automation_condition=EAGER_AFTER_CHECKS,
+    automation_condition=ANY_DEP_UPDATED,
     description=(
         "Attrition risk of every active agent for the latest month, with the features that "
         "contributed most (change in risk when replaced by the training median)."
     ),
 )
 def attrition_risk(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, analytics: AnalyticsResource
+    context: dg.AssetExecutionContext,
+    config: AttritionModelConfig,
+    warehouse: WarehouseResource,
+    analytics: AnalyticsResource,
 ) -> dg.MaterializeResult:
-    """Score the latest month with the newest saved model."""
+    """Score the latest month with the newest saved model; agents who left by the roster's
+    as-of date are not scored. No model yet (training skipped so far) is a clean skip: the
+    metadata says ``skipped: <reason>`` and the table is left as it is."""
     path = attrition.latest_model_path(analytics.models_dir)
     if path is None:
-        raise dg.Failure(f"no attrition model under {analytics.models_dir}; materialise it first")
+        reason = f"no attrition model under {analytics.models_dir} yet"
+        context.log.warning(f"attrition risk not scored: {reason}")
+        return dg.MaterializeResult(metadata={"skipped": reason})
     trained = attrition.load_model(path)
     wh = warehouse.warehouse()
-    risk = attrition.score_agents(trained, wh.read(AGENT_MONTHLY_FEATURES), wh.read(AGENT_ROSTER))
+    as_of = attrition.roster_as_of(config.roster_as_of)
+    risk = attrition.score_agents(
+        trained, wh.read(AGENT_MONTHLY_FEATURES), wh.read(AGENT_ROSTER), as_of=as_of
+    )
     wh.replace(ATTRITION_RISK, risk, {})
     top = [
         {"agent_id": a, "risk": round(r, 3), "top": [t["feature"] for t in json.loads(tf)]}
@@ -483,6 +548,7 @@ def attrition_risk(
             ATTRITION_RISK,
             risk,
             model_version=trained.version,
+            roster_as_of=str(as_of),
             month=str(risk["month"][0]) if risk.height else "",
             agents_above_50pct=int((risk["risk"] > 0.5).sum()),
             highest_risk=top,

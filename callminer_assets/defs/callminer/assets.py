@@ -36,6 +36,7 @@ from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
 from callminer_assets.transform.validate import validate_interactions
 from callminer_assets.warehouse.schema import INTERACTIONS, QUARANTINE, TRANSCRIPTS, UTTERANCES
+from callminer_assets.warehouse.store import Warehouse
 
 _COMMON: dict[str, Any] = {
     "partitions_def": daily_partitions,
@@ -127,7 +128,7 @@ def interactions(
                 QUARANTINE, quarantine, per_reason=counts_by(quarantine, "reason")
             ),
         )
-    yield from _selected(context, interaction_check_results(frame))
+    yield from _selected(context, interaction_check_results(frame, _stored_elsewhere(wh, frame)))
 
 
 class TranscriptsConfig(dg.Config):
@@ -135,6 +136,16 @@ class TranscriptsConfig(dg.Config):
 
     refetch_available: bool = False
     """Fetch transcripts already stored as available again (e.g. after CallMiner re-transcribed)."""
+
+
+def _stored_elsewhere(wh: Warehouse, frame: pl.DataFrame) -> list[str]:
+    """Ids of ``frame`` the table also holds under another day (their startTime moved)."""
+    found = wh.query(
+        "SELECT interaction_id FROM callminer.interactions "
+        "WHERE interaction_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 HAVING count(*) > 1",
+        [frame["interaction_id"].to_list()],
+    )
+    return found["interaction_id"].to_list()
 
 
 async def _fetch(

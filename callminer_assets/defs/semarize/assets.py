@@ -71,7 +71,13 @@ def evaluations(
     where = {"interaction_date": days}
     transcripts = wh.read(TRANSCRIPTS, where)
     interactions = wh.read(INTERACTIONS, where)
-    existing = wh.read(EVALUATIONS, where)
+    elsewhere = wh.read(EVALUATIONS, {"interaction_id": transcripts["interaction_id"].to_list()})
+    existing = pl.concat(
+        [
+            wh.read(EVALUATIONS, where),
+            ev.redate(elsewhere.filter(~pl.col("interaction_date").is_in(days)), transcripts),
+        ]
+    )
     kits = {code: kit.version for code, kit in KITS.items()}
     requests = ev.plan_requests(transcripts, interactions, existing, kits, rescore=semarize.rescore)
     context.log.info(
