@@ -135,7 +135,6 @@ class Warehouse:
         where: Mapping[str, Sequence[Any]],
         *,
         publish: bool = True,
-        delete: bool = True,
     ) -> int:
         """Delete the rows matching ``where`` (column -> allowed values), insert ``frame``.
 
@@ -161,11 +160,10 @@ class Warehouse:
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                if delete:
-                    sql = f"DELETE FROM {table.qualified}"  # noqa: S608 - identifiers from schema.py
-                    if clauses:
-                        sql += " WHERE " + " AND ".join(clauses)
-                    con.execute(sql, params)
+                sql = f"DELETE FROM {table.qualified}"  # noqa: S608 - identifiers from schema.py
+                if clauses:
+                    sql += " WHERE " + " AND ".join(clauses)
+                con.execute(sql, params)
                 if frame.height:
                     con.register("_incoming", frame.to_arrow())
                     con.execute(f"INSERT INTO {table.qualified} BY NAME SELECT * FROM _incoming")  # noqa: S608
@@ -177,10 +175,6 @@ class Warehouse:
         if publish:
             self.publish()
         return frame.height
-
-    def append(self, table: Table, frame: pl.DataFrame, *, publish: bool = True) -> int:
-        """Insert rows, deleting none (append-only tables such as compliance alerts)."""
-        return self.replace(table, frame, {}, publish=publish, delete=False)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         """Run a parameterised read on the working copy (the freshest data)."""
@@ -206,10 +200,6 @@ class Warehouse:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         return self.query(sql, params).cast(polars_schema(table))
-
-    def open_published(self) -> duckdb.DuckDBPyConnection:
-        """A read-only session on the published file, as an analyst would open it."""
-        return connect_published(self.published_path)
 
     def publish(self) -> Path:
         """Copy a checkpointed snapshot of the working copy over the published file, atomically."""

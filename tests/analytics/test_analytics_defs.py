@@ -11,16 +11,26 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from callminer_assets.defs.analytics.assets import ANALYTICS_ASSETS
+from callminer_assets.defs.analytics.assets import ANALYTICS_ASSETS, agent_features
 from callminer_assets.defs.analytics.resources import build_analytics_resource
+from callminer_assets.defs.keys import FEATURES_KEY, RISK_KEY, SCORES_KEY
+from callminer_assets.defs.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    daily_partitions,
+    monthly_partitions,
+)
 from callminer_assets.defs.resources import build_resources
 from callminer_assets.transform.frames import polars_schema
 from callminer_assets.warehouse.schema import (
     AGENT_MONTHLY_FEATURES,
+    COMPLIANCE_ALERTS,
     EVALUATIONS,
+    INTERACTION_SCORES,
     INTERACTIONS,
 )
 from callminer_assets.warehouse.store import Warehouse
+from tests.analytics.test_alerts import receiver  # noqa: F401 - fixture
 from tests.analytics.test_attrition import synthetic
 
 DAY = date(2025, 1, 2)
@@ -160,3 +170,149 @@ def test_daily_monthly_and_model_assets(tmp_path: Path) -> None:
         assert len(list((tmp_path / "models").glob("attrition-*.joblib"))) == 1
         risk = wh.query("SELECT * FROM analytics.attrition_risk")
         assert risk.height > 0 and risk["month"].n_unique() == 1
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "DUCKDB_PATH": str(tmp_path / "wh" / "callminer.duckdb"),
+        "EXPORTS_DIR": str(tmp_path / "exports"),
+        "MODELS_DIR": str(tmp_path / "models"),
+        "AGENT_ROSTER_PATH": str(tmp_path / "roster.csv"),
+        **extra,
+    }
+
+
+def test_too_little_history_skips_model_and_risk_cleanly(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    wh = Warehouse(env["DUCKDB_PATH"])
+    features, roster = synthetic(n_agents=20)
+    # a recent window: two months of features, a roster exported right after them
+    recent = features.filter(pl.col("month") >= date(2025, 5, 1))
+    wh.replace(AGENT_MONTHLY_FEATURES, recent, {})
+    roster.write_csv(tmp_path / "roster.csv")
+    config = {"roster_as_of": "2025-07-05"}
+    with dg.instance_for_test() as instance:
+        r = _run(
+            instance,
+            env,
+            ["callminer/agent_roster", "analytics/attrition_model", "analytics/attrition_risk"],
+            run_config={
+                "ops": {
+                    "analytics__attrition_model": {"config": config},
+                    "analytics__attrition_risk": {"config": config},
+                }
+            },
+        )
+        assert r.success
+        by_key = {
+            e.asset_key: e.step_materialization_data.materialization.metadata
+            for e in r.get_asset_materialization_events()
+        }
+        model_meta = by_key[dg.AssetKey(["analytics", "attrition_model"])]
+        assert "need >= 2 labelled months" in model_meta["skipped"].value
+        assert "skipped" in by_key[dg.AssetKey(["analytics", "attrition_risk"])]
+        (check,) = r.get_asset_check_evaluations()
+        assert check.check_name == "model_metrics_present" and not check.passed
+        assert check.severity == dg.AssetCheckSeverity.WARN
+        assert "need >= 2 labelled months" in check.metadata["skipped"].value
+    assert not list((tmp_path / "models").glob("*.joblib"))
+    assert wh.query("SELECT count(*) AS n FROM analytics.attrition_model_metrics")["n"][0] == 0
+    assert wh.query("SELECT count(*) AS n FROM analytics.attrition_risk")["n"][0] == 0
+
+
+def test_duplicate_score_rows_in_the_table_fail_the_check(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    wh = Warehouse(env["DUCKDB_PATH"])
+    _seed_day(wh)
+    with dg.instance_for_test() as instance:
+        scores = ["analytics/interaction_scores", "analytics/compliance_findings"]
+        assert _run(instance, env, scores, partition_key="2025-01-02").success
+        # CallMiner re-dated an interaction: its old row stays in the other day's partition
+        old = wh.read(INTERACTION_SCORES).head(1).with_columns(interaction_date=date(2025, 1, 1))
+        wh.replace(INTERACTION_SCORES, old, {"interaction_date": [date(2025, 1, 1)]})
+        r = _run(instance, env, scores, partition_key="2025-01-02", raise_on_error=False)
+        (check,) = r.get_asset_check_evaluations()
+        assert check.check_name == "scores_in_range" and not check.passed
+        assert check.metadata["duplicate_interactions"].value == 1
+
+
+def test_features_depend_on_three_months_of_days_and_run_as_a_range(tmp_path: Path) -> None:
+    mapping = agent_features.get_partition_mapping_for_dep(SCORES_KEY)
+    assert mapping is not None
+    march = monthly_partitions.subset_with_partition_keys(["2025-03-01"])
+    upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        march, monthly_partitions, daily_partitions
+    ).partitions_subset.get_partition_keys()
+    assert (upstream[0], upstream[-1], len(upstream)) == ("2025-01-01", "2025-03-31", 90)
+    # the first month has no months before it: clamped, not an error
+    jan = monthly_partitions.subset_with_partition_keys(["2025-01-01"])
+    result = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        jan, monthly_partitions, daily_partitions
+    )
+    assert len(result.partitions_subset.get_partition_keys()) == 31
+    # a day's scores feed that month's features and the next two months' trends
+    day = daily_partitions.subset_with_partition_keys(["2025-01-02"])
+    down = mapping.get_downstream_partitions_for_partitions(
+        day, daily_partitions, monthly_partitions
+    ).get_partition_keys()
+    assert list(down) == ["2025-01-01", "2025-02-01", "2025-03-01"]
+
+    # as `python -m callminer_assets run` does it: the days, then one range run of the months
+    env = _env(tmp_path)
+    wh = Warehouse(env["DUCKDB_PATH"])
+    _seed_day(wh)
+    with dg.instance_for_test() as instance:
+        scores = ["analytics/interaction_scores", "analytics/compliance_findings"]
+        assert _run(instance, env, scores, partition_key="2025-01-02").success
+        r = _run(
+            instance,
+            env,
+            ["analytics/agent_monthly_features", "analytics/channel_consistency"],
+            tags={RANGE_START_TAG: "2025-01-01", RANGE_END_TAG: "2025-03-01"},
+        )
+        assert r.success
+    feats = wh.query("SELECT agent_id, month, interactions FROM analytics.agent_monthly_features")
+    assert feats.rows() == [("AG001", date(2025, 1, 1), 3)]  # no scores in Feb, Mar: no rows
+
+
+def test_alerts_are_in_the_table_before_slack_sees_them(tmp_path: Path, receiver: Any) -> None:
+    env = _env(tmp_path, SLACK_WEBHOOK_URL=receiver.url)
+    wh = Warehouse(env["DUCKDB_PATH"])
+    _seed_day(wh)
+    at_post: list[pl.DataFrame] = []
+    receiver.on_post = lambda: at_post.append(wh.read(COMPLIANCE_ALERTS))
+    keys = [
+        "analytics/interaction_scores",
+        "analytics/compliance_findings",
+        "analytics/compliance_alerts",
+    ]
+    with dg.instance_for_test() as instance:
+        for _ in range(2):
+            assert _run(instance, env, keys, partition_key="2025-01-02").success
+    assert len(receiver.bodies) == 1  # the re-run posts nothing
+    (stored,) = at_post
+    assert stored["interaction_id"].to_list() == ["INT-20250102-00000", "INT-20250102-00002"]
+    assert not stored["delivered"].any()
+    assert wh.read(COMPLIANCE_ALERTS)["delivered"].all()
+
+
+def test_model_is_requested_after_one_features_month_though_others_are_missing() -> None:
+    resources = {**build_resources(), "analytics": build_analytics_resource()}
+    defs = dg.Definitions(assets=ANALYTICS_ASSETS, resources=resources)
+    model, risk = dg.AssetKey(["analytics", "attrition_model"]), RISK_KEY
+    with dg.instance_for_test() as instance:
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert first.get_num_requested(model) == 0
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(FEATURES_KEY, partition="2025-03-01")
+        )
+        second = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=first.cursor
+        )
+        assert second.get_num_requested(model) == 1
+        assert second.get_num_requested(risk) == 1  # with the model, in the same tick
+        # handled: nothing new upstream, nothing requested again
+        third = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=second.cursor
+        )
+        assert third.get_num_requested(model) == 0
