@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from callminer_assets.warehouse.schema import (
     INTERACTIONS,
 )
 from callminer_assets.warehouse.store import Warehouse
-from tests.analytics.test_alerts import receiver  # noqa: F401 - fixture
+from tests.analytics.test_alerts import Receiver
 from tests.analytics.test_attrition import synthetic
 
 DAY = date(2025, 1, 2)
@@ -275,7 +276,19 @@ def test_features_depend_on_three_months_of_days_and_run_as_a_range(tmp_path: Pa
     assert feats.rows() == [("AG001", date(2025, 1, 1), 3)]  # no scores in Feb, Mar: no rows
 
 
-def test_alerts_are_in_the_table_before_slack_sees_them(tmp_path: Path, receiver: Any) -> None:
+@pytest.fixture
+def slack() -> Iterator[Receiver]:
+    r = Receiver()
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+def test_alerts_are_in_the_table_before_slack_sees_them(tmp_path: Path, slack: Receiver) -> None:
+    receiver = slack
     env = _env(tmp_path, SLACK_WEBHOOK_URL=receiver.url)
     wh = Warehouse(env["DUCKDB_PATH"])
     _seed_day(wh)
