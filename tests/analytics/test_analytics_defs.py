@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,9 @@ from callminer_assets.warehouse.schema import (
     INTERACTIONS,
 )
 from callminer_assets.warehouse.store import Warehouse
-from tests.analytics.test_alerts import Receiver
+from tests.analytics.conftest import Receiver
 from tests.analytics.test_attrition import synthetic
+from tests.defs.helpers import materialize
 
 DAY = date(2025, 1, 2)
 
@@ -95,17 +95,7 @@ def _seed_day(wh: Warehouse) -> None:
 def _run(
     instance: dg.DagsterInstance, env: dict[str, str], selection: list[str], **kw: Any
 ) -> dg.ExecuteInProcessResult:
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        resources = {**build_resources(), "analytics": build_analytics_resource()}
-        return dg.materialize(
-            ANALYTICS_ASSETS,
-            instance=instance,
-            resources=resources,
-            selection=dg.AssetSelection.from_coercible(selection),
-            **kw,
-        )
+    return materialize(instance, env, selection, **kw)
 
 
 def test_daily_monthly_and_model_assets(tmp_path: Path) -> None:
@@ -276,19 +266,7 @@ def test_features_depend_on_three_months_of_days_and_run_as_a_range(tmp_path: Pa
     assert feats.rows() == [("AG001", date(2025, 1, 1), 3)]  # no scores in Feb, Mar: no rows
 
 
-@pytest.fixture
-def slack() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
-
-
-def test_alerts_are_in_the_table_before_slack_sees_them(tmp_path: Path, slack: Receiver) -> None:
-    receiver = slack
+def test_alerts_are_in_the_table_before_slack_sees_them(tmp_path: Path, receiver: Receiver) -> None:
     env = _env(tmp_path, SLACK_WEBHOOK_URL=receiver.url)
     wh = Warehouse(env["DUCKDB_PATH"])
     _seed_day(wh)
