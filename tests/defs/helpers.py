@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,27 @@ def rows(path: Path, sql: str, params: list[Any] | None = None) -> list[tuple[An
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
+
+
+def env_without_credentials(**extra: str) -> dict[str, str]:
+    """This process's environment minus CALLMINER_/SEMARIZE_ vars: the embedded sandbox."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLMINER_", "SEMARIZE_"))}
+    env.update(extra)
+    return env
+
+
+def dagster_materialize(select: str, partition: str) -> list[str]:
+    """The `dagster asset materialize` command line a data engineer would type."""
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "callminer_assets.definitions",
+        "--select",
+        select,
+        "--partition",
+        partition,
+    ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -50,7 +49,13 @@ from callminer_assets.defs.semarize.assets import EVALUATIONS_KEY, evaluations
 from callminer_assets.defs.sensors import SENSORS, TRIGGER_TAG
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import SandboxServer, serve
-from tests.defs.helpers import REPO, rows, sandbox_env
+from tests.defs.helpers import (
+    REPO,
+    dagster_materialize,
+    env_without_credentials,
+    rows,
+    sandbox_env,
+)
 
 # The daily assets a backfill covers here (the analytics assets have their own tests).
 BACKFILL_KEYS = [INTERACTIONS_KEY, QUARANTINE_KEY, TRANSCRIPTS_KEY, UTTERANCES_KEY, EVALUATIONS_KEY]
@@ -59,13 +64,6 @@ _LOG = logging.getLogger("test_orchestration")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _env_without_credentials(**extra: str) -> dict[str, str]:
-    """This process's environment minus CALLMINER_/SEMARIZE_ vars: the embedded sandbox."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLMINER_", "SEMARIZE_"))}
-    env.update(extra)
-    return env
 
 
 def _count_in_subprocess(path: Path, day: str) -> int:
@@ -101,7 +99,7 @@ def test_read_only_session_held_open_never_blocks_a_cli_run(tmp_path: Path) -> N
     # "callminer" collide with the schema (see store.connect_published).
     db = tmp_path / "published" / "warehouse.duckdb"
     db.parent.mkdir()
-    env = _env_without_credentials(DAGSTER_HOME=str(home), DUCKDB_PATH=str(db), SANDBOX_PER_DAY="3")
+    env = env_without_credentials(DAGSTER_HOME=str(home), DUCKDB_PATH=str(db), SANDBOX_PER_DAY="3")
     first = dg.materialize(
         [interactions],
         selection=[INTERACTIONS_KEY],
@@ -116,19 +114,9 @@ def test_read_only_session_held_open_never_blocks_a_cli_run(tmp_path: Path) -> N
         (before,) = analyst.execute(count_sql).fetchone() or (0,)
         assert before == 3
         proc = subprocess.Popen(  # noqa: S603 - our own CLI with fixed arguments
-            [
-                sys.executable,
-                "-m",
-                "dagster",
-                "asset",
-                "materialize",
-                "-m",
-                "callminer_assets.definitions",
-                "--select",
-                "callminer/interactions,callminer/transcripts,semarize/evaluations",
-                "--partition",
-                "2025-01-15",
-            ],
+            dagster_materialize(
+                "callminer/interactions,callminer/transcripts,semarize/evaluations", "2025-01-15"
+            ),
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -19,7 +17,16 @@ from callminer_assets.sandbox.generator import Generator
 from callminer_assets.sandbox.server import serve
 from callminer_assets.warehouse.schema import INTERACTIONS, TABLES
 from callminer_assets.warehouse.store import Warehouse
-from tests.defs.helpers import EXTRACT, REPO, materialize, range_tags, rows, sandbox_env
+from tests.defs.helpers import (
+    EXTRACT,
+    REPO,
+    dagster_materialize,
+    env_without_credentials,
+    materialize,
+    range_tags,
+    rows,
+    sandbox_env,
+)
 
 
 def test_definitions_load_and_every_asset_owns_a_documented_table() -> None:
@@ -129,22 +136,9 @@ def test_dagster_cli_materializes_into_an_empty_duckdb_file(tmp_path: Path) -> N
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     db = tmp_path / "empty.duckdb"
     db.touch()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLMINER_", "SEMARIZE_"))}
-    env.update(DAGSTER_HOME=str(home), DUCKDB_PATH=str(db), SANDBOX_PER_DAY="8")
+    env = env_without_credentials(DAGSTER_HOME=str(home), DUCKDB_PATH=str(db), SANDBOX_PER_DAY="8")
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "callminer_assets.definitions",
-            "--select",
-            "callminer/interactions,callminer/transcripts",
-            "--partition",
-            "2025-01-14",
-        ],
+        dagster_materialize("callminer/interactions,callminer/transcripts", "2025-01-14"),
         cwd=REPO,
         env=env,
         capture_output=True,
