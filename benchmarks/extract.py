@@ -39,7 +39,7 @@ import polars as pl
 from callminer_assets.lib.callminer import CallMinerClient, iso_utc
 from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.lib.settings import CallMinerSettings
-from callminer_assets.sandbox.app import SandboxConfig
+from callminer_assets.sandbox.app import SandboxConfig, busiest_second
 from callminer_assets.sandbox.server import serve
 
 FIRST_DAY = date(2025, 3, 3)
@@ -93,17 +93,6 @@ def sandbox_process(config: SandboxConfig) -> Iterator[RemoteSandbox]:
         proc.join(10)
         if proc.is_alive():
             proc.terminate()
-
-
-def max_in_any_second(times: list[float]) -> int:
-    """The largest number of requests the server saw in any sliding 1-second window."""
-    times = sorted(times)
-    best = j = 0
-    for i, t in enumerate(times):
-        while times[j] <= t - 1.0:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 async def extract(
@@ -220,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         times = [e["time"] for e in phase]
         span = max(times) - min(times)
         rate = (len(phase) - 1) / span if span > 0 else 0.0
-        peak = max_in_any_second(times)
+        peak = busiest_second(times)
         throttled = sum(1 for e in phase if e["status"] == 429)
         available = sum(1 for f in fetched if f.status == "available")
         print(

@@ -85,7 +85,18 @@ class SlidingWindowLimiter:
         self.period = max(1.0, self.capacity / rate) + margin_s
         self._slots: list[_Slot] = []
         self._lock = asyncio.Lock()
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._paused_until = 0.0
+
+    def _loop_lock(self) -> asyncio.Lock:
+        """A lock for the running loop. The limiter outlives ``asyncio.run`` calls (one per
+        asset step), so a new loop gets a new lock, and slots still unstamped from a
+        finished loop (requests that never left) stop holding capacity."""
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+            self._slots = [s for s in self._slots if s.at is not None]
+        return self._lock
 
     def pause(self, seconds: float) -> None:
         """Hold every request not yet sent for ``seconds`` (never shortens a longer pause)."""
@@ -93,7 +104,7 @@ class SlidingWindowLimiter:
 
     async def acquire(self) -> _Slot:
         """Wait for a free slot; call ``sent(slot)`` when the request goes out (or failed)."""
-        async with self._lock:
+        async with self._loop_lock():
             while True:
                 now = time.monotonic()
                 horizon = now - self.period
@@ -115,6 +126,19 @@ class SlidingWindowLimiter:
         """Stamp the slot with its real send time (default: when it was granted)."""
         if slot.at is None:
             slot.at = slot.acquired if at is None else at
+
+
+_LIMITERS: dict[tuple[str, float], SlidingWindowLimiter] = {}
+
+
+def shared_limiter(api: str, rate: float) -> SlidingWindowLimiter:
+    """The process's one limiter for ``api`` at ``rate``: the listing step and the
+    transcript step that follows it (separate clients, separate event loops) share one
+    window, so the rate holds across them too, not just within one client."""
+    key = (api, rate)
+    if key not in _LIMITERS:
+        _LIMITERS[key] = SlidingWindowLimiter(rate)
+    return _LIMITERS[key]
 
 
 def parse_retry_after(value: str | None, *, cap_s: float) -> float | None:
@@ -184,7 +208,7 @@ class HttpBase:
         self.retry = retry
         self.log: LoggerLike = logger or _DEFAULT_LOGGER
         self.stats = HttpStats()
-        self.limiter = SlidingWindowLimiter(requests_per_second)
+        self.limiter = shared_limiter(base_url, requests_per_second)
         self._semaphore = asyncio.Semaphore(concurrency)
         self._secrets: list[str] = []
         for secret in secrets:

@@ -20,7 +20,7 @@ import random
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -98,6 +98,17 @@ class SandboxConfig:
     @property
     def hostile(self) -> bool:
         return self.faults == "hostile" if self.malformed is None else self.malformed
+
+
+def busiest_second(times: Iterable[float]) -> int:
+    """Largest number of ``times`` inside any sliding 1-second window (what a limit caps)."""
+    ordered = sorted(times)
+    best = j = 0
+    for i, t in enumerate(ordered):
+        while ordered[j] <= t - 1.0:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
 
 
 def _default(value: float | None, with_faults: float, faults_on: bool) -> float:
@@ -207,6 +218,12 @@ class SandboxState:
     def statuses(self, path_prefix: str = "") -> list[int]:
         """Statuses of the logged requests under ``path_prefix``, in order."""
         return [e["status"] for e in self.request_log if e["path"].startswith(path_prefix)]
+
+    def busiest_second(self, service: str | None = None) -> int:
+        """Most requests that arrived in any sliding 1-second window (per service or all)."""
+        return busiest_second(
+            e["time"] for e in self.request_log if service is None or e["service"] == service
+        )
 
     def reset_log(self) -> None:
         self.request_log.clear()

@@ -142,3 +142,22 @@ def test_no_secret_or_token_in_logs_metadata_or_warehouse(
     for haystack in (logs, out, err, metadata, dump, str(state.request_log)):  # type: ignore[attr-defined]
         for needle in (SECRET, API_KEY, *tokens):
             assert needle not in haystack
+
+
+def test_a_partition_run_stays_under_both_configured_rates(tmp_path: Path) -> None:
+    """Concurrency up to the limit, never above it, for CallMiner and Semarize alike."""
+    config = SandboxConfig(seed=3, per_day=20, rate_limit=15, pending_fraction=0.0)
+    db, result, (state, _) = _run(
+        tmp_path,
+        "rated",
+        config,
+        CALLMINER_REQUESTS_PER_SECOND="15",
+        SEMARIZE_REQUESTS_PER_SECOND="15",
+    )
+    assert result.success
+    log = state.request_log  # type: ignore[attr-defined]
+    assert len([e for e in log if e["service"] == "semarize"]) >= 60  # enough to hit the limit
+    assert [e for e in log if e["status"] == 429] == []
+    assert state.busiest_second("callminer") <= 15  # type: ignore[attr-defined]
+    assert state.busiest_second("semarize") <= 15  # type: ignore[attr-defined]
+    assert rows(db, "SELECT count(*) FROM callminer.interactions") == [(20,)]
