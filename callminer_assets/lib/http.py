@@ -224,7 +224,7 @@ class HttpBase:
             ),
         )
         self._wait_backoff = wait_exponential_jitter(
-            initial=retry.backoff_base_s, max=retry.backoff_max_s, jitter=retry.backoff_base_s
+            multiplier=retry.backoff_base_s, max=retry.backoff_max_s, jitter=retry.backoff_base_s
         )
 
     async def aclose(self) -> None:
