@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import polars as pl
 
+from callminer_assets.transform.frames import polars_schema
 from callminer_assets.warehouse.schema import COMPLIANCE_ALERTS
 
 log = logging.getLogger(__name__)
@@ -32,18 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.7
 ALERTS_PER_MESSAGE = 20
 
-ALERTS_SCHEMA: dict[str, pl.DataType] = {
-    "interaction_id": pl.String(),
-    "interaction_date": pl.Date(),
-    "agent_id": pl.String(),
-    "channel": pl.String(),
-    "compliance_score": pl.Float64(),
-    "failed_rules": pl.String(),
-    "evidence": pl.String(),
-    "alerted_at": pl.Datetime("us", "UTC"),
-    "delivered": pl.Boolean(),
-}
-assert list(ALERTS_SCHEMA) == COMPLIANCE_ALERTS.column_names, "schema drift: compliance_alerts"
+ALERTS_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(COMPLIANCE_ALERTS))
 
 
 def select_alerts(

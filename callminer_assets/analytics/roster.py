@@ -15,16 +15,10 @@ from typing import Any
 import polars as pl
 
 from callminer_assets.lib.errors import DataError
+from callminer_assets.transform.frames import polars_schema
 from callminer_assets.warehouse.schema import AGENT_ROSTER
 
-ROSTER_SCHEMA: dict[str, pl.DataType] = {
-    "agent_id": pl.String(),
-    "agent_name": pl.String(),
-    "team": pl.String(),
-    "hire_date": pl.Date(),
-    "leave_date": pl.Date(),
-}
-assert list(ROSTER_SCHEMA) == AGENT_ROSTER.column_names, "schema drift: agent_roster"
+ROSTER_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(AGENT_ROSTER))
 
 REJECTS_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.Int32(),

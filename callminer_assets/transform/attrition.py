@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from callminer_assets.lib.models import CHANNELS
 from callminer_assets.transform.features import add_months, month_end
+from callminer_assets.transform.frames import polars_schema
 from callminer_assets.warehouse.schema import ATTRITION_MODEL_METRICS, ATTRITION_RISK
 
 HORIZON_DAYS = 90
@@ -65,28 +66,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "receptivity_change",
 )
 
-METRICS_SCHEMA: dict[str, pl.DataType] = {
-    "model_version": pl.String(),
-    "trained_at": pl.Datetime("us", "UTC"),
-    "train_months": pl.String(),
-    "test_months": pl.String(),
-    "purged": pl.Boolean(),
-    "n_train": pl.Int32(),
-    "n_test": pl.Int32(),
-    "base_rate": pl.Float64(),
-    "roc_auc": pl.Float64(),
-    "average_precision": pl.Float64(),
-}
-assert list(METRICS_SCHEMA) == ATTRITION_MODEL_METRICS.column_names, "schema drift: metrics"
+METRICS_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(ATTRITION_MODEL_METRICS))
 
-RISK_SCHEMA: dict[str, pl.DataType] = {
-    "agent_id": pl.String(),
-    "month": pl.Date(),
-    "risk": pl.Float64(),
-    "top_features": pl.String(),
-    "model_version": pl.String(),
-}
-assert list(RISK_SCHEMA) == ATTRITION_RISK.column_names, "schema drift: attrition_risk"
+RISK_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(ATTRITION_RISK))
 
 
 class NotEnoughHistory(ValueError):

@@ -13,41 +13,14 @@ import numpy as np
 import polars as pl
 
 from callminer_assets.lib.models import CHANNELS
+from callminer_assets.transform.frames import polars_schema
 from callminer_assets.warehouse.schema import AGENT_MONTHLY_FEATURES, CHANNEL_CONSISTENCY
 
 TREND_MONTHS = 3
 
-FEATURES_SCHEMA: dict[str, pl.DataType] = {
-    "agent_id": pl.String(),
-    "month": pl.Date(),
-    "interactions": pl.Int32(),
-    "low_volume": pl.Boolean(),
-    "frustration_frequency": pl.Float64(),
-    "coaching_receptivity": pl.Float64(),
-    "performance_trend_slope": pl.Float64(),
-    "customer_escalation_rate": pl.Float64(),
-    "mean_compliance": pl.Float64(),
-    "mean_empathy": pl.Float64(),
-    "mean_resolution": pl.Float64(),
-    "mean_effort": pl.Float64(),
-    **{f"share_{c}": pl.Float64() for c in CHANNELS},
-}
-assert list(FEATURES_SCHEMA) == AGENT_MONTHLY_FEATURES.column_names, "schema drift: features"
+FEATURES_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(AGENT_MONTHLY_FEATURES))
 
-CONSISTENCY_SCHEMA: dict[str, pl.DataType] = {
-    "month": pl.Date(),
-    "channel": pl.String(),
-    "interactions": pl.Int32(),
-    "mean_empathy": pl.Float64(),
-    "mean_resolution": pl.Float64(),
-    "mean_effort": pl.Float64(),
-    "mean_brand_alignment": pl.Float64(),
-    "empathy_gap_pct": pl.Float64(),
-    "resolution_gap_pct": pl.Float64(),
-    "effort_gap_pct": pl.Float64(),
-    "brand_alignment_gap_pct": pl.Float64(),
-}
-assert list(CONSISTENCY_SCHEMA) == CHANNEL_CONSISTENCY.column_names, "schema drift: consistency"
+CONSISTENCY_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(CHANNEL_CONSISTENCY))
 
 
 def month_start(d: date) -> date:

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from callminer_assets.transform.frames import clean_text
+from callminer_assets.transform.frames import clean_text, polars_schema
 from callminer_assets.warehouse.schema import COMPLIANCE_FINDINGS, INTERACTION_SCORES
 
 QA_KIT = "qa_compliance"
@@ -43,26 +43,9 @@ BRICK_COLUMNS: dict[tuple[str, str], tuple[str, pl.DataType]] = {
 # qa_compliance bricks that are not rules (the aggregate score is not a pass/fail item).
 NON_RULE_BRICKS = frozenset({"compliance_score"})
 
-SCORES_SCHEMA: dict[str, pl.DataType] = {
-    "interaction_id": pl.String(),
-    "interaction_date": pl.Date(),
-    "agent_id": pl.String(),
-    "channel": pl.String(),
-    **{col: dtype for col, dtype in BRICK_COLUMNS.values()},
-    "quality_score": pl.Float64(),
-}
-assert list(SCORES_SCHEMA) == INTERACTION_SCORES.column_names, "schema drift: interaction_scores"
+SCORES_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(INTERACTION_SCORES))
 
-FINDINGS_SCHEMA: dict[str, pl.DataType] = {
-    "interaction_id": pl.String(),
-    "interaction_date": pl.Date(),
-    "agent_id": pl.String(),
-    "rule": pl.String(),
-    "passed": pl.Boolean(),
-    "quote": pl.String(),
-    "utterance_index": pl.Int32(),
-}
-assert list(FINDINGS_SCHEMA) == COMPLIANCE_FINDINGS.column_names, "schema drift: findings"
+FINDINGS_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(COMPLIANCE_FINDINGS))
 
 
 def _json(value: Any) -> Any:
