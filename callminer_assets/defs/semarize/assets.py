@@ -71,13 +71,11 @@ def evaluations(
     where = {"interaction_date": days}
     transcripts = wh.read(TRANSCRIPTS, where)
     interactions = wh.read(INTERACTIONS, where)
-    elsewhere = wh.read(EVALUATIONS, {"interaction_id": transcripts["interaction_id"].to_list()})
-    existing = pl.concat(
-        [
-            wh.read(EVALUATIONS, where),
-            ev.redate(elsewhere.filter(~pl.col("interaction_date").is_in(days)), transcripts),
-        ]
-    )
+    # One read by id: this run's rows, plus rows paid under another day (moved interactions).
+    # Rows of interactions no longer listed are not needed: the replace below drops them.
+    stored = wh.read(EVALUATIONS, {"interaction_id": transcripts["interaction_id"].to_list()})
+    in_days = pl.col("interaction_date").is_in(days)
+    existing = pl.concat([stored.filter(in_days), ev.redate(stored.filter(~in_days), transcripts)])
     kits = {code: kit.version for code, kit in KITS.items()}
     requests = ev.plan_requests(transcripts, interactions, existing, kits, rescore=semarize.rescore)
     context.log.info(
