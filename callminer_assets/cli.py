@@ -21,7 +21,7 @@ from callminer_assets.defs.partitions import (
     daily_partitions,
     monthly_partitions,
 )
-from callminer_assets.warehouse.schema import TABLES
+from callminer_assets.lib.tables import TABLES
 from callminer_assets.warehouse.store import connect_published
 
 

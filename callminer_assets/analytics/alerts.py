@@ -25,8 +25,7 @@ from typing import Any
 import httpx
 import polars as pl
 
-from callminer_assets.transform.frames import polars_schema
-from callminer_assets.warehouse.schema import COMPLIANCE_ALERTS
+from callminer_assets.lib.tables import COMPLIANCE_ALERTS, polars_schema
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,7 @@ from typing import Any
 import polars as pl
 
 from callminer_assets.lib.errors import DataError
-from callminer_assets.transform.frames import polars_schema
-from callminer_assets.warehouse.schema import AGENT_ROSTER
+from callminer_assets.lib.tables import AGENT_ROSTER, polars_schema
 
 ROSTER_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(AGENT_ROSTER))
 

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from callminer_assets.warehouse.schema import Table
+from callminer_assets.lib.tables import Table
 
 PREVIEW_ROWS = 5
 _PREVIEW_CHARS = 60

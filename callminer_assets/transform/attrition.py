@@ -35,9 +35,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from callminer_assets.lib.models import CHANNELS
+from callminer_assets.lib.tables import ATTRITION_MODEL_METRICS, ATTRITION_RISK, polars_schema
 from callminer_assets.transform.features import add_months, month_end
-from callminer_assets.transform.frames import polars_schema
-from callminer_assets.warehouse.schema import ATTRITION_MODEL_METRICS, ATTRITION_RISK
 
 HORIZON_DAYS = 90
 

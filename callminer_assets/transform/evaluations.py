@@ -13,8 +13,8 @@ from datetime import date, datetime
 import polars as pl
 
 from callminer_assets.lib.models import EvalOutcome, EvalRequest
+from callminer_assets.lib.tables import EVALUATIONS
 from callminer_assets.transform.frames import clean_text, frame_from_rows, safe_json
-from callminer_assets.warehouse.schema import EVALUATIONS
 
 
 def plan_requests(

@@ -2,7 +2,7 @@
 
 The definitions here are the ones documented on the columns of
 ``analytics.agent_monthly_features`` / ``analytics.channel_consistency`` in
-``warehouse/schema.py``; the tests pin them on a hand-built dataset. Pure: no I/O.
+``lib/tables.py``; the tests pin them on a hand-built dataset. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import numpy as np
 import polars as pl
 
 from callminer_assets.lib.models import CHANNELS
-from callminer_assets.transform.frames import polars_schema
-from callminer_assets.warehouse.schema import AGENT_MONTHLY_FEATURES, CHANNEL_CONSISTENCY
+from callminer_assets.lib.tables import AGENT_MONTHLY_FEATURES, CHANNEL_CONSISTENCY, polars_schema
 
 TREND_MONTHS = 3
 

@@ -30,25 +30,9 @@ from typing import Any
 
 import polars as pl
 
-from callminer_assets.warehouse.schema import Table
-
-POLARS_TYPES: dict[str, pl.DataType] = {
-    "VARCHAR": pl.String(),
-    "JSON": pl.String(),  # JSON text; DuckDB parses it on insert
-    "DATE": pl.Date(),
-    "TIMESTAMPTZ": pl.Datetime("us", "UTC"),
-    "DOUBLE": pl.Float64(),
-    "INTEGER": pl.Int32(),
-    "BIGINT": pl.Int64(),
-    "BOOLEAN": pl.Boolean(),
-}
+from callminer_assets.lib.tables import POLARS_TYPES, Table, polars_schema
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def polars_schema(table: Table) -> pl.Schema:
-    """The Polars schema of ``table``: its columns, in order, with mapped dtypes."""
-    return pl.Schema({c.name: POLARS_TYPES[c.type] for c in table.columns})
 
 
 def empty_frame(table: Table) -> pl.DataFrame:

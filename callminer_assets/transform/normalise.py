@@ -35,9 +35,9 @@ from typing import Any
 import polars as pl
 
 from callminer_assets.lib.models import TranscriptFetch, transcript_hash
+from callminer_assets.lib.tables import QUARANTINE, TRANSCRIPTS, UTTERANCES
 from callminer_assets.transform.frames import as_utc, clean_text, frame_from_columns, safe_json
 from callminer_assets.transform.validate import parse_timestamp
-from callminer_assets.warehouse.schema import QUARANTINE, TRANSCRIPTS, UTTERANCES
 
 DEFAULT_GIVE_UP_AFTER = timedelta(hours=72)
 _ROLES = {"agent": "agent", "customer": "customer"}

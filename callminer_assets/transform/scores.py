@@ -15,8 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from callminer_assets.transform.frames import clean_text, polars_schema
-from callminer_assets.warehouse.schema import COMPLIANCE_FINDINGS, INTERACTION_SCORES
+from callminer_assets.lib.tables import COMPLIANCE_FINDINGS, INTERACTION_SCORES, polars_schema
+from callminer_assets.transform.frames import clean_text
 
 QA_KIT = "qa_compliance"
 EQ_KIT = "experience_quality"

@@ -35,8 +35,8 @@ from typing import Any
 import polars as pl
 
 from callminer_assets.lib.models import CHANNELS, Window
+from callminer_assets.lib.tables import INTERACTIONS, QUARANTINE
 from callminer_assets.transform.frames import as_utc, clean_text, frame_from_columns, safe_json
-from callminer_assets.warehouse.schema import INTERACTIONS, QUARANTINE
 
 # record field -> interactions column, for plain string fields
 _STRING_FIELDS: dict[str, str] = {

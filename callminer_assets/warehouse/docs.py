@@ -6,14 +6,14 @@ when the committed file is stale.
 
 from __future__ import annotations
 
-from callminer_assets.warehouse.schema import TABLES
+from callminer_assets.lib.tables import TABLES
 
 
 def render() -> str:
     out = [
         "# Warehouse tables",
         "",
-        "Generated from `callminer_assets/warehouse/schema.py` "
+        "Generated from `callminer_assets/lib/tables.py` "
         "(`python -m callminer_assets.warehouse.docs > docs/tables.md`). "
         "The same docs are stored as DuckDB comments: "
         "`SELECT table_name, column_name, comment FROM duckdb_columns()`.",

@@ -23,8 +23,7 @@ import duckdb
 import polars as pl
 
 from callminer_assets.lib.errors import DataError
-from callminer_assets.transform.frames import polars_schema
-from callminer_assets.warehouse.schema import TABLES, Table
+from callminer_assets.lib.tables import TABLES, Table, polars_schema
 
 
 def _ddl(table: Table) -> list[str]:

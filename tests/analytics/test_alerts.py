@@ -16,8 +16,8 @@ from callminer_assets.analytics.alerts import (
     select_alerts,
     store_then_deliver,
 )
+from callminer_assets.lib.tables import COMPLIANCE_ALERTS
 from callminer_assets.transform.scores import FINDINGS_SCHEMA, SCORES_SCHEMA
-from callminer_assets.warehouse.schema import COMPLIANCE_ALERTS
 from tests.analytics.conftest import Receiver
 
 D = date(2025, 1, 15)

@@ -21,13 +21,13 @@ from callminer_assets.defs.partitions import (
     monthly_partitions,
 )
 from callminer_assets.defs.resources import build_resources
-from callminer_assets.transform.frames import polars_schema
-from callminer_assets.warehouse.schema import (
+from callminer_assets.lib.tables import (
     AGENT_MONTHLY_FEATURES,
     COMPLIANCE_ALERTS,
     EVALUATIONS,
     INTERACTION_SCORES,
     INTERACTIONS,
+    polars_schema,
 )
 from callminer_assets.warehouse.store import Warehouse
 from tests.analytics.conftest import Receiver

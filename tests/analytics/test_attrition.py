@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from callminer_assets.lib.tables import ATTRITION_MODEL_METRICS, ATTRITION_RISK
 from callminer_assets.transform.attrition import (
     FEATURE_COLUMNS,
     NotEnoughHistory,
@@ -24,7 +25,6 @@ from callminer_assets.transform.attrition import (
     train_attrition_model,
 )
 from callminer_assets.transform.features import FEATURES_SCHEMA, add_months, month_end
-from callminer_assets.warehouse.schema import ATTRITION_MODEL_METRICS, ATTRITION_RISK
 
 START = date(2024, 1, 1)
 N_MONTHS = 18

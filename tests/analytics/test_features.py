@@ -8,13 +8,13 @@ from typing import Any
 import polars as pl
 import pytest
 
+from callminer_assets.lib.tables import AGENT_MONTHLY_FEATURES, CHANNEL_CONSISTENCY
 from callminer_assets.transform.features import (
     agent_monthly_features,
     channel_consistency,
     consistency_markdown,
 )
 from callminer_assets.transform.scores import SCORES_SCHEMA
-from callminer_assets.warehouse.schema import AGENT_MONTHLY_FEATURES, CHANNEL_CONSISTENCY
 
 MARCH = date(2025, 3, 1)
 

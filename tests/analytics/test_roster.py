@@ -9,7 +9,7 @@ import pytest
 
 from callminer_assets.analytics.roster import load_roster
 from callminer_assets.lib.errors import DataError
-from callminer_assets.warehouse.schema import AGENT_ROSTER
+from callminer_assets.lib.tables import AGENT_ROSTER
 
 
 def test_roster_valid_and_refused_rows(tmp_path: Path) -> None:

@@ -9,13 +9,13 @@ from typing import Any
 import polars as pl
 import pytest
 
+from callminer_assets.lib.tables import COMPLIANCE_FINDINGS, INTERACTION_SCORES
 from callminer_assets.transform.scores import (
     FINDINGS_SCHEMA,
     SCORES_SCHEMA,
     compliance_findings,
     score_interactions,
 )
-from callminer_assets.warehouse.schema import COMPLIANCE_FINDINGS, INTERACTION_SCORES
 
 D = date(2025, 1, 15)
 
@@ -170,7 +170,7 @@ def test_findings_every_failed_item_has_its_evidence(
 
 
 def test_empty_input_gives_empty_typed_frames() -> None:
-    from callminer_assets.warehouse.schema import EVALUATIONS
+    from callminer_assets.lib.tables import EVALUATIONS
 
     empty = pl.DataFrame(schema={c: pl.String for c in EVALUATIONS.column_names})
     inter = pl.DataFrame(

@@ -12,10 +12,10 @@ import pytest
 
 from callminer_assets.defs.resources import build_resources
 from callminer_assets.lib.errors import ConfigError
+from callminer_assets.lib.tables import INTERACTIONS, TABLES
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.generator import Generator
 from callminer_assets.sandbox.server import serve
-from callminer_assets.warehouse.schema import INTERACTIONS, TABLES
 from callminer_assets.warehouse.store import Warehouse
 from tests.defs.helpers import (
     EXTRACT,

@@ -8,10 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from callminer_assets.lib.tables import TABLES
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.generator import Generator
 from callminer_assets.sandbox.server import serve
-from callminer_assets.warehouse.schema import TABLES
 from callminer_assets.warehouse.store import connect_published
 from tests.defs.helpers import EXTRACT, materialize, rows, sandbox_env
 

@@ -30,7 +30,7 @@ from callminer_assets.defs.sensors import (
     published_pending,
 )
 from callminer_assets.lib.errors import ConfigError
-from callminer_assets.warehouse.schema import TRANSCRIPTS
+from callminer_assets.lib.tables import TRANSCRIPTS
 from callminer_assets.warehouse.store import Warehouse
 from callminer_assets.webhook.inbox import Inbox
 

@@ -8,10 +8,10 @@ import duckdb
 import polars as pl
 
 from callminer_assets.lib.models import Brick, EvalOutcome, EvalRequest
+from callminer_assets.lib.tables import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
 from callminer_assets.transform import evaluations as ev
 from callminer_assets.transform.frames import frame_from_rows
 from callminer_assets.transform.scores import score_interactions
-from callminer_assets.warehouse.schema import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
 
 DAY = date(2025, 1, 14)
 KITS = {"qa_compliance": "TCPA-v2026.1", "agent_wellbeing": "AW-v2026.1"}

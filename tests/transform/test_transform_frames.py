@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from callminer_assets.lib.models import TranscriptFetch, Window
+from callminer_assets.lib.tables import INTERACTIONS, TABLES, UTTERANCES, Table
 from callminer_assets.transform.frames import (
     clean_text,
     empty_frame,
@@ -21,7 +22,6 @@ from callminer_assets.transform.frames import (
 )
 from callminer_assets.transform.normalise import normalise_transcripts
 from callminer_assets.transform.validate import validate_interactions
-from callminer_assets.warehouse.schema import INTERACTIONS, TABLES, UTTERANCES, Table
 
 
 @pytest.mark.parametrize("table", list(TABLES.values()), ids=list(TABLES))

@@ -10,10 +10,9 @@ import polars as pl
 import pytest
 
 from callminer_assets.lib.models import TranscriptFetch, Window, transcript_hash
-from callminer_assets.transform.frames import polars_schema
+from callminer_assets.lib.tables import QUARANTINE, TRANSCRIPTS, UTTERANCES, polars_schema
 from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
 from callminer_assets.transform.validate import validate_interactions
-from callminer_assets.warehouse.schema import QUARANTINE, TRANSCRIPTS, UTTERANCES
 
 DAY = date(2025, 1, 15)
 START = datetime(2025, 1, 15, 10, 0, tzinfo=UTC)

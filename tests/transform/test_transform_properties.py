@@ -12,10 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callminer_assets.lib.models import TranscriptFetch, Window
-from callminer_assets.transform.frames import polars_schema
+from callminer_assets.lib.tables import (
+    INTERACTIONS,
+    QUARANTINE,
+    TRANSCRIPTS,
+    UTTERANCES,
+    polars_schema,
+)
 from callminer_assets.transform.normalise import normalise_transcripts
 from callminer_assets.transform.validate import readable_id, validate_interactions
-from callminer_assets.warehouse.schema import INTERACTIONS, QUARANTINE, TRANSCRIPTS, UTTERANCES
 
 DAY = date(2025, 1, 15)
 WINDOW = Window.for_day(DAY)

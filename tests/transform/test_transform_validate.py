@@ -9,9 +9,8 @@ import polars as pl
 import pytest
 
 from callminer_assets.lib.models import Window
-from callminer_assets.transform.frames import polars_schema
+from callminer_assets.lib.tables import INTERACTIONS, QUARANTINE, polars_schema
 from callminer_assets.transform.validate import validate_interactions
-from callminer_assets.warehouse.schema import INTERACTIONS, QUARANTINE
 
 DAY = date(2025, 1, 15)
 WINDOW = Window.for_day(DAY)

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from callminer_assets.lib.errors import DataError
+from callminer_assets.lib.tables import TABLES, UTTERANCES
 from callminer_assets.transform.frames import frame_from_rows
 from callminer_assets.warehouse import docs
-from callminer_assets.warehouse.schema import TABLES, UTTERANCES
 from callminer_assets.warehouse.store import Warehouse
 
 HOSTILE = 'it\'s "quoted"; DROP TABLE x;-- \x00 😀 مرحبا 中文\n\t'

@@ -48,16 +48,7 @@ from callminer_assets.defs.partitions import (
     monthly_partitions,
 )
 from callminer_assets.defs.resources import CallMinerResource, SandboxResource, WarehouseResource
-from callminer_assets.transform import attrition
-from callminer_assets.transform.features import (
-    TREND_MONTHS,
-    add_months,
-    agent_monthly_features,
-    channel_consistency,
-    consistency_markdown,
-)
-from callminer_assets.transform.scores import compliance_findings, score_interactions
-from callminer_assets.warehouse.schema import (
+from callminer_assets.lib.tables import (
     AGENT_MONTHLY_FEATURES,
     AGENT_ROSTER,
     ATTRITION_MODEL_METRICS,
@@ -69,6 +60,15 @@ from callminer_assets.warehouse.schema import (
     INTERACTION_SCORES,
     INTERACTIONS,
 )
+from callminer_assets.transform import attrition
+from callminer_assets.transform.features import (
+    TREND_MONTHS,
+    add_months,
+    agent_monthly_features,
+    channel_consistency,
+    consistency_markdown,
+)
+from callminer_assets.transform.scores import compliance_findings, score_interactions
 from callminer_assets.warehouse.store import Warehouse
 
 GROUP = "analytics"

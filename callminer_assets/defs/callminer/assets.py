@@ -33,9 +33,9 @@ from callminer_assets.defs.resources import (
     WarehouseResource,
 )
 from callminer_assets.lib.models import TranscriptFetch, Window
+from callminer_assets.lib.tables import INTERACTIONS, QUARANTINE, TRANSCRIPTS, UTTERANCES
 from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
 from callminer_assets.transform.validate import validate_interactions
-from callminer_assets.warehouse.schema import INTERACTIONS, QUARANTINE, TRANSCRIPTS, UTTERANCES
 from callminer_assets.warehouse.store import Warehouse
 
 _COMMON: dict[str, Any] = {

@@ -16,8 +16,8 @@ from callminer_assets.defs.resources import SandboxResource, SemarizeResource, W
 from callminer_assets.kits import KITS
 from callminer_assets.lib.models import EvalRequest
 from callminer_assets.lib.semarize import EvalBatch, EvaluationAborted
+from callminer_assets.lib.tables import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
 from callminer_assets.transform import evaluations as ev
-from callminer_assets.warehouse.schema import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
 
 EVALUATION_CHECKS = [
     dg.AssetCheckSpec(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import polars as pl
+
 
 @dataclass(frozen=True, slots=True)
 class Column:
@@ -344,3 +346,20 @@ TABLES: dict[str, Table] = {
         ATTRITION_RISK,
     )
 }
+
+
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "VARCHAR": pl.String(),
+    "JSON": pl.String(),  # JSON text; DuckDB parses it on insert
+    "DATE": pl.Date(),
+    "TIMESTAMPTZ": pl.Datetime("us", "UTC"),
+    "DOUBLE": pl.Float64(),
+    "INTEGER": pl.Int32(),
+    "BIGINT": pl.Int64(),
+    "BOOLEAN": pl.Boolean(),
+}
+
+
+def polars_schema(table: Table) -> pl.Schema:
+    """The Polars schema of ``table``: its columns, in order, with mapped dtypes."""
+    return pl.Schema({c.name: POLARS_TYPES[c.type] for c in table.columns})
