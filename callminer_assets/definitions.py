@@ -19,6 +19,8 @@ from callminer_assets.defs.callminer.assets import interactions, transcripts
 from callminer_assets.defs.keys import (
     EVALUATIONS_KEY,
     INTERACTIONS_KEY,
+    NATIVE_CATEGORIES_KEY,
+    NATIVE_SCORES_KEY,
     QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
@@ -33,6 +35,8 @@ DAILY_ASSETS: list[dg.AssetKey] = [
     QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
+    NATIVE_SCORES_KEY,
+    NATIVE_CATEGORIES_KEY,
     EVALUATIONS_KEY,
     *DAILY_KEYS,
 ]

@@ -133,6 +133,40 @@ UTTERANCES = _t(
     ("text", "VARCHAR", "what was said or written, verbatim"),
 )
 
+_LAST_MODIFIED = (
+    "last_modified",
+    "TIMESTAMPTZ",
+    "Contacts.LastModified of the contact version these rows came with (newest wins)",
+)
+_EXPORTED_AT = ("exported_at", "TIMESTAMPTZ", "when the pipeline downloaded the export")
+
+NATIVE_SCORES = _t(
+    "callminer",
+    "native_scores",
+    "one row per interaction x CallMiner score (Bulk Export backend only)",
+    "interaction_date",
+    _ID,
+    _DATE,
+    ("score_id", "VARCHAR", "CallMiner's score id (Scores.ScoreID)"),
+    ("score_name", "VARCHAR", "CallMiner's score name, as configured in the tenant"),
+    ("score", "DOUBLE", "the score CallMiner computed; NULL when it exported null"),
+    _LAST_MODIFIED,
+    _EXPORTED_AT,
+)
+
+NATIVE_CATEGORIES = _t(
+    "callminer",
+    "native_categories",
+    "one row per interaction x CallMiner category hit (Bulk Export backend only)",
+    "interaction_date",
+    _ID,
+    _DATE,
+    ("category_id", "VARCHAR", "CallMiner's category id (Categories.CategoryID)"),
+    ("category_name", "VARCHAR", "CallMiner's category name, as configured in the tenant"),
+    _LAST_MODIFIED,
+    _EXPORTED_AT,
+)
+
 EVALUATIONS = _t(
     "semarize",
     "evaluations",
@@ -335,6 +369,8 @@ TABLES: dict[str, Table] = {
         QUARANTINE,
         TRANSCRIPTS,
         UTTERANCES,
+        NATIVE_SCORES,
+        NATIVE_CATEGORIES,
         EVALUATIONS,
         INTERACTION_SCORES,
         COMPLIANCE_FINDINGS,

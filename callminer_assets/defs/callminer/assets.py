@@ -21,6 +21,8 @@ from callminer_assets.defs.callminer.checks import (
 )
 from callminer_assets.defs.keys import (
     INTERACTIONS_KEY,
+    NATIVE_CATEGORIES_KEY,
+    NATIVE_SCORES_KEY,
     QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
@@ -73,6 +75,20 @@ async def _list_days(
         dg.AssetSpec(
             QUARANTINE_KEY,
             description="Records refused at validation, with the reason and the payload as received.",
+            kinds={"duckdb"},
+            group_name="callminer",
+            skippable=True,
+        ),
+        dg.AssetSpec(
+            NATIVE_SCORES_KEY,
+            description="CallMiner's own scores per interaction (Bulk Export backend only).",
+            kinds={"duckdb"},
+            group_name="callminer",
+            skippable=True,
+        ),
+        dg.AssetSpec(
+            NATIVE_CATEGORIES_KEY,
+            description="CallMiner's own category hits per interaction (Bulk Export backend only).",
             kinds={"duckdb"},
             group_name="callminer",
             skippable=True,
