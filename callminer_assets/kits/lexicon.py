@@ -1,154 +1,52 @@
-"""Every phrase the kits look for, in one place.
+"""What the sandbox generator says: the packaged kits' phrases, and the text around them.
 
-The sandbox generator writes its utterances from these same tuples, so the
-signal the kits recover is real and a phrase changed here changes both sides.
-All phrases are lower case; matching is case-insensitive substring search.
+The generator writes its utterances from the packaged kit files (``kits/defaults/*.yaml``),
+read here once, so the signal the kits recover is real and a phrase changed in a kit file
+changes both sides. A team's own ``KITS_DIR`` changes what is scored, not what the sandbox
+customers and agents say (that is how a new prohibited phrase finds old calls that used it).
 """
 
 from __future__ import annotations
 
+from callminer_assets.kits.loader import packaged_kits
+
 BRAND = "Northwind Telecom"
 
-TOPICS: tuple[str, ...] = (
-    "billing",
-    "cancellation",
-    "technical",
-    "collections",
-    "sales",
-    "account",
-    "complaint",
-)
+_KITS = packaged_kits()
+_QA = {r.brick: r for r in _KITS["qa_compliance"].rules}
+_EQ = _KITS["experience_quality"]
+_AW = _KITS["agent_wellbeing"]
 
-# --- qa_compliance -------------------------------------------------------------------------
-RECORDING_DISCLOSURE: tuple[str, ...] = (
-    "this call may be recorded",
-    "this call is being recorded",
-    "calls are recorded for quality and training",
-    "this conversation may be recorded",
-)
-CONSENT_REQUEST: tuple[str, ...] = (
-    "do you consent to",
-    "is it okay if we continue",
-    "may i have your permission",
-    "do i have your consent",
-)
-CONSENT_AFFIRM: tuple[str, ...] = (
-    "yes, i consent",
-    "yes, that's fine",
-    "sure, go ahead",
-    "yes, you have my permission",
-)
-CONSENT_DECLINE: tuple[str, ...] = (
-    "no, i don't consent",
-    "i'd rather not",
-)
-PROHIBITED: tuple[str, ...] = (
-    "you have no choice",
-    "we will take legal action today",
-    "guaranteed approval",
-    "you could be arrested",
-    "this is your last chance",
-    "i promise there will be no charges",
-)
-MINI_MIRANDA: tuple[str, ...] = (
-    "this is an attempt to collect a debt",
-    "any information obtained will be used for that purpose",
-)
-# Short openers that do not count as the customer's first substantive turn.
-CUSTOMER_GREETINGS: tuple[str, ...] = ("hello", "hi", "hi there", "hello?", "yes, hello", "hey")
 
-# --- experience_quality --------------------------------------------------------------------
-EMPATHY: tuple[str, ...] = (
-    "i understand how frustrating",
-    "i'm sorry to hear that",
-    "i can see why that would be",
-    "thank you for your patience",
-    "i really appreciate you explaining",
-    "that sounds stressful",
-)
-RESOLUTION_CONFIRM: tuple[str, ...] = (
-    "that's been resolved now",
-    "i've fixed that for you",
-    "your issue is now resolved",
-    "everything is sorted on your account",
-)
-RESOLUTION_THANKS: tuple[str, ...] = (
-    "great, that solves it",
-    "perfect, that fixed it",
-    "thanks, that's sorted",
-)
-UNRESOLVED: tuple[str, ...] = (
-    "i can't resolve that today",
-    "you'll need to call back",
-    "that still doesn't fix my problem",
-    "so nothing has changed",
-)
-CUSTOMER_EFFORT: tuple[str, ...] = (
-    "i already told you",
-    "this is the third time i'm calling",
-    "i've been on hold for ages",
-    "do i have to repeat everything",
-    "i keep getting transferred",
-)
-BRAND_POSITIVE: tuple[str, ...] = (
-    "thank you for calling northwind",
-    "thank you for contacting northwind",
-    "we value you as a northwind customer",
-    "happy to help with that",
-)
-BRAND_NEGATIVE: tuple[str, ...] = (
-    "not my problem",
-    "that's just how it is",
-    "whatever you say",
-)
-ESCALATION_REQUEST: tuple[str, ...] = (
-    "let me speak to a manager",
-    "i want to talk to your supervisor",
-    "i want to escalate this",
-    "i'd like to file a formal complaint",
-)
-TOPIC_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "billing": ("my bill", "invoice", "charged twice", "a charge on", "refund"),
-    "cancellation": ("cancel my", "close my account", "end my contract", "switching provider"),
-    "technical": (
-        "not working",
-        "keeps dropping",
-        "error message",
-        "restart the router",
-        "no signal",
-    ),
-    "collections": ("overdue balance", "past due", "payment plan", "outstanding amount"),
-    "sales": ("upgrade", "new plan", "special offer", "add a line"),
-    "account": (
-        "update my address",
-        "reset my password",
-        "change the account holder",
-        "account details",
-    ),
-    "complaint": ("poor service", "unacceptable", "very unhappy", "formal complaint"),
-}
+def _qa(brick: str) -> tuple[str, ...]:
+    match = _QA[brick].match
+    assert match is not None
+    return match.phrases
 
-# --- agent_wellbeing -----------------------------------------------------------------------
-FRUSTRATION: tuple[str, ...] = (
-    "as i already said",
-    "i've told you already",
-    "look, there's nothing i can do",
-    "please calm down",
-    "i don't have time for this",
-    "we've been over this",
-)
-RECEPTIVE: tuple[str, ...] = (
-    "let me double-check that for you",
-    "just to make sure i understood",
-    "good point, i'll note that",
-    "let me summarise what we agreed",
-    "i'll follow the new process here",
-)
-DEFENSIVE: tuple[str, ...] = (
-    "that's not how we do it",
-    "i know what i'm doing",
-    "it's not my fault",
-)
+
+def _qa_response(brick: str) -> tuple[str, ...]:
+    response = _QA[brick].response
+    assert response is not None
+    return response.phrases
+
+
+TOPICS: tuple[str, ...] = tuple(_EQ.topics)
+RECORDING_DISCLOSURE = _qa("recording_disclosure")
+CONSENT_REQUEST = _qa("consent_obtained")
+CONSENT_AFFIRM = _qa_response("consent_obtained")
+PROHIBITED = _qa("prohibited_phrases")
+MINI_MIRANDA = _qa("mini_miranda_given")
+EMPATHY = _EQ.phrases["empathy"].phrases
+RESOLUTION_CONFIRM = _EQ.phrases["resolution_confirm"].phrases
+RESOLUTION_THANKS = _EQ.phrases["resolution_thanks"].phrases
+UNRESOLVED = _EQ.phrases["unresolved"].phrases
+CUSTOMER_EFFORT = _EQ.phrases["customer_effort"].phrases
+BRAND_POSITIVE = _EQ.phrases["brand_positive"].phrases
+BRAND_NEGATIVE = _EQ.phrases["brand_negative"].phrases
+ESCALATION_REQUEST = _EQ.phrases["escalation_request"].phrases
+FRUSTRATION = _AW.phrases["frustration"].phrases
+RECEPTIVE = _AW.phrases["receptive"].phrases
+DEFENSIVE = _AW.phrases["defensive"].phrases
 
 # --- neutral filler the generator uses (must not contain any phrase above) ------------------
 AGENT_FILLER: tuple[str, ...] = (

@@ -1,8 +1,11 @@
-"""Deterministic, explainable kit rules over the transcript text.
+"""Deterministic, explainable engines that turn a kit file's rules into bricks.
 
-Each brick is computed from lexicon matches (``lexicon.py``) over the lines of
-``"{role}: {text}"`` (line index == utterance index), so every value can be
-traced back to quoted evidence. Used by the sandbox's Semarize and by tests.
+Each brick is computed from phrase matches over the lines of ``"{role}: {text}"`` (line
+index == utterance index), on normalised text (``loader.normalise``), so every value can be
+traced back to quoted evidence. The ``compliance`` engine is entirely data (rule types
+``phrase``, ``before``, ``request_response``, ``count`` and a weighted score); the
+``experience`` and ``wellbeing`` engines keep their arithmetic here and read what to listen
+for from the kit file. Used by the sandbox's Semarize and by tests.
 """
 
 from __future__ import annotations
@@ -11,20 +14,28 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from callminer_assets.kits import lexicon as lx
+from callminer_assets.kits.loader import ROLES, Kit, PhraseSet, Rule, normalise
 from callminer_assets.lib.models import Brick
 
-_ROLES = ("agent", "customer", "unknown")
+Evidence = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One parsed utterance: its index, role, original text and lower-cased text."""
+    """One parsed utterance: its index, role, original text, normalised text and index map."""
 
     index: int
     role: str
     text: str
-    low: str
+    norm: str
+    where: tuple[int, ...]
+
+    def quote(self, start: int, end: int) -> Evidence:
+        """The original text behind ``norm[start:end]``, with the utterance index."""
+        return {
+            "quote": self.text[self.where[start] : self.where[end - 1] + 1],
+            "utterance_index": self.index,
+        }
 
 
 def parse_transcript(transcript_text: str) -> list[Line]:
@@ -32,131 +43,150 @@ def parse_transcript(transcript_text: str) -> list[Line]:
     lines: list[Line] = []
     for i, raw in enumerate(transcript_text.split("\n")):
         role, sep, body = raw.partition(": ")
-        if not sep or role not in _ROLES:
+        if not sep or role not in ROLES:
             role, body = "unknown", raw
-        lines.append(Line(i, role, body, body.lower()))
+        norm, where = normalise(body)
+        lines.append(Line(i, role, body, norm, tuple(where)))
     return lines
 
 
-def _find(line: Line, phrases: Iterable[str]) -> dict[str, Any] | None:
-    """Evidence item for the first phrase found in ``line``, quoting the original text."""
-    for p in phrases:
-        pos = line.low.find(p)
+def _find(line: Line, ps: PhraseSet) -> Evidence | None:
+    """Evidence for the first phrase (then pattern) found in ``line``."""
+    for p in ps.normalised:
+        pos = line.norm.find(p)
         if pos >= 0:
-            return {"quote": line.text[pos : pos + len(p)], "utterance_index": line.index}
+            return line.quote(pos, pos + len(p))
+    for rx in ps.patterns:
+        if (m := rx.search(line.norm)) and m.end() > m.start():
+            return line.quote(m.start(), m.end())
     return None
 
 
-def _find_all(lines: Iterable[Line], phrases: Iterable[str]) -> list[dict[str, Any]]:
+def _find_all(lines: Iterable[Line], ps: PhraseSet) -> list[Evidence]:
     """One evidence item per (line, phrase) occurrence: counts are explainable item by item."""
-    out: list[dict[str, Any]] = []
-    phrases = tuple(phrases)
+    out: list[Evidence] = []
     for line in lines:
-        for p in phrases:
+        for p in ps.normalised:
             start = 0
-            while (pos := line.low.find(p, start)) >= 0:
-                out.append({"quote": line.text[pos : pos + len(p)], "utterance_index": line.index})
+            while (pos := line.norm.find(p, start)) >= 0:
+                out.append(line.quote(pos, pos + len(p)))
                 start = pos + len(p)
+        for rx in ps.patterns:
+            out += [
+                line.quote(m.start(), m.end())
+                for m in rx.finditer(line.norm)
+                if m.end() > m.start()
+            ]
     return out
+
+
+def _first(lines: Iterable[Line], ps: PhraseSet) -> Evidence | None:
+    return next((e for ln in lines if (e := _find(ln, ps))), None)
 
 
 def _clamp(x: float) -> float:
     return round(min(1.0, max(0.0, x)), 4)
 
 
-def _role(lines: list[Line], role: str) -> list[Line]:
-    return [ln for ln in lines if ln.role == role]
+def _role(lines: list[Line], role: str | None) -> list[Line]:
+    return lines if role is None else [ln for ln in lines if ln.role == role]
 
 
-def _first_substantive_customer(lines: list[Line]) -> int | None:
+def _first_substantive_customer(lines: list[Line], greetings: frozenset[str]) -> int | None:
     """Index of the customer's first turn that is more than a greeting."""
     for ln in lines:
-        if ln.role == "customer" and ln.low.strip(" .!,") not in lx.CUSTOMER_GREETINGS:
+        if ln.role == "customer" and ln.norm not in greetings:
             return ln.index
     return None
 
 
-def requires_mini_miranda(metadata: Mapping[str, Any]) -> bool:
-    """The collections campaign must give the mini-Miranda (FDCPA), others need not."""
-    return str(metadata.get("campaign") or "").strip().lower() == "collections"
-
-
-def qa_compliance(lines: list[Line], metadata: Mapping[str, Any]) -> dict[str, Brick]:
-    """TCPA-style checks: disclosure (and its timing), consent, prohibited phrases, mini-Miranda."""
-    agent = _role(lines, "agent")
-    disclosure = next((e for ln in agent if (e := _find(ln, lx.RECORDING_DISCLOSURE))), None)
-    first_cust = _first_substantive_customer(lines)
-    early = disclosure is not None and (
-        first_cust is None or disclosure["utterance_index"] < first_cust
+def _consent(rule: Rule, lines: list[Line], metadata: Mapping[str, Any]) -> list[Evidence]:
+    """A request by ``speaker`` answered yes by the customer within ``within`` turns."""
+    assert rule.match is not None and rule.response is not None
+    ask_ps, yes_ps = rule.by_region.get(
+        normalise(str(metadata.get("region") or ""))[0], (rule.match, rule.response)
     )
-    consent_ev: list[dict[str, Any]] = []
-    for ln in agent:
-        ask = _find(ln, lx.CONSENT_REQUEST)
+    for ln in _role(lines, rule.speaker):
+        ask = _find(ln, ask_ps)
         if ask is None:
             continue
-        for nxt in lines[ln.index + 1 : ln.index + 3]:
-            if nxt.role == "customer" and (yes := _find(nxt, lx.CONSENT_AFFIRM)):
-                consent_ev = [ask, yes]
-                break
-        if consent_ev:
-            break
-    prohibited = _find_all(agent, lx.PROHIBITED)
-    needs_mm = requires_mini_miranda(metadata)
-    mm_ev = next((e for ln in agent if (e := _find(ln, lx.MINI_MIRANDA))), None)
-    mini_miranda = (mm_ev is not None) if needs_mm else None
+        for nxt in lines[ln.index + 1 : ln.index + 1 + rule.within]:
+            if nxt.role == "customer" and (yes := _find(nxt, yes_ps)):
+                return [ask, yes]
+    return []
 
-    weights = {"disclosure": 0.35, "early": 0.15, "consent": 0.25}
-    got = {"disclosure": disclosure is not None, "early": early, "consent": bool(consent_ev)}
-    if needs_mm:
-        weights["mini_miranda"] = 0.25
-        got["mini_miranda"] = bool(mini_miranda)
-    score = sum(w for k, w in weights.items() if got[k]) / sum(weights.values())
-    score -= 0.2 * len(prohibited)
-    ev_all = [e for e in (disclosure, mm_ev) if e] + consent_ev + prohibited
-    return {
-        "recording_disclosure": Brick(
-            disclosure is not None,
-            0.95 if disclosure else 0.85,
-            (disclosure,) if disclosure else (),
-        ),
-        "disclosure_before_first_customer_turn": Brick(
-            early, 0.9 if disclosure else 0.85, (disclosure,) if disclosure else ()
-        ),
-        "consent_obtained": Brick(bool(consent_ev), 0.9 if consent_ev else 0.8, tuple(consent_ev)),
-        "prohibited_phrases": Brick(len(prohibited), 0.97, tuple(prohibited)),
-        "mini_miranda_given": Brick(
-            mini_miranda, 0.93 if needs_mm else None, (mm_ev,) if (mm_ev and needs_mm) else ()
-        ),
-        "compliance_score": Brick(_clamp(score), 0.88, tuple(ev_all)),
-    }
+
+def compliance(kit: Kit, lines: list[Line], metadata: Mapping[str, Any]) -> dict[str, Brick]:
+    """The kit's rules in order, then its weighted score (see the kit file for the rules)."""
+    out: dict[str, Brick] = {}
+    found: dict[str, Evidence | None] = {}
+    penalty = 0.0
+    evidence: list[Evidence] = []
+    for rule in kit.rules:
+        lo, hi = rule.confidence
+        if not rule.applies(metadata):
+            out[rule.brick] = Brick(None, None, ())
+            continue
+        if rule.type == "phrase":
+            assert rule.match is not None
+            ev = found[rule.brick] = _first(_role(lines, rule.speaker), rule.match)
+            out[rule.brick] = Brick(ev is not None, lo if ev else hi, (ev,) if ev else ())
+            evidence += [ev] if ev else []
+        elif rule.type == "before":
+            assert rule.of is not None
+            target = found.get(rule.of)
+            if out[rule.of].value is None:
+                out[rule.brick] = Brick(None, None, ())
+                continue
+            first = _first_substantive_customer(lines, rule.greetings)
+            early = target is not None and (first is None or target["utterance_index"] < first)
+            out[rule.brick] = Brick(early, lo if target else hi, (target,) if target else ())
+        elif rule.type == "request_response":
+            pair = _consent(rule, lines, metadata)
+            out[rule.brick] = Brick(bool(pair), lo if pair else hi, tuple(pair))
+            evidence += pair
+        else:  # count
+            assert rule.match is not None
+            hits = _find_all(_role(lines, rule.speaker), rule.match)
+            out[rule.brick] = Brick(len(hits), lo if hits else hi, tuple(hits))
+            penalty += rule.penalty * len(hits)
+            evidence += hits
+    if kit.score is not None:
+        weights = {b: w for b, w in kit.score.weights.items() if out[b].value is not None}
+        total = sum(weights.values())
+        passed = sum(w for b, w in weights.items() if out[b].value is True)
+        value = (passed / total if total else 1.0) - penalty
+        out[kit.score.brick] = Brick(_clamp(value), kit.score.confidence, tuple(evidence))
+    return out
 
 
 def _ratio(hits: int, turns: int) -> float:
     return hits / max(1, turns)
 
 
-def experience_quality(lines: list[Line], metadata: Mapping[str, Any]) -> dict[str, Brick]:
+def experience(kit: Kit, lines: list[Line], metadata: Mapping[str, Any]) -> dict[str, Brick]:
     """Empathy, resolution, effort, brand voice, escalation risk and the main topic."""
+    ph = kit.phrases
     agent = _role(lines, "agent")
     customer = _role(lines, "customer")
-    empathy = _find_all(agent, lx.EMPATHY)
+    empathy = _find_all(agent, ph["empathy"])
     empathy_score = _clamp(_ratio(len(empathy), len(agent)) * 3.5)
 
-    confirm = [e for ln in agent if (e := _find(ln, lx.RESOLUTION_CONFIRM))]
-    thanks = [e for ln in customer if (e := _find(ln, lx.RESOLUTION_THANKS))]
-    unresolved = [e for ln in lines if (e := _find(ln, lx.UNRESOLVED))]
+    confirm = [e for ln in agent if (e := _find(ln, ph["resolution_confirm"]))]
+    thanks = [e for ln in customer if (e := _find(ln, ph["resolution_thanks"]))]
+    unresolved = [e for ln in lines if (e := _find(ln, ph["unresolved"]))]
     resolved = bool(confirm or thanks) and not unresolved
     res_ev = tuple((confirm + thanks) if resolved else unresolved)
 
-    effort = _find_all(customer, lx.CUSTOMER_EFFORT)
+    effort = _find_all(customer, ph["customer_effort"])
     effort_score = _clamp(0.1 + 0.2 * len(effort) + (0.15 if len(lines) > 100 else 0.0))
 
-    brand_pos = _find_all(agent, lx.BRAND_POSITIVE)
-    brand_neg = _find_all(agent, lx.BRAND_NEGATIVE)
+    brand_pos = _find_all(agent, ph["brand_positive"])
+    brand_neg = _find_all(agent, ph["brand_negative"])
     brand = _clamp(0.4 + 0.2 * min(len(brand_pos), 3) - 0.25 * len(brand_neg))
 
-    escalation = [e for ln in customer if (e := _find(ln, lx.ESCALATION_REQUEST))]
-    frustration = _find_all(agent, lx.FRUSTRATION)
+    escalation = [e for ln in customer if (e := _find(ln, ph["escalation_request"]))]
+    frustration = _find_all(agent, ph["frustration"])
     risk = _clamp(
         0.05
         + (0.45 if escalation else 0.0)
@@ -165,34 +195,37 @@ def experience_quality(lines: list[Line], metadata: Mapping[str, Any]) -> dict[s
         + 0.05 * len(frustration)
     )
 
-    counts = {t: len(_find_all(lines, kw)) for t, kw in lx.TOPIC_KEYWORDS.items()}
-    if requires_mini_miranda(metadata):
-        counts["collections"] += 1
-    topic = max(lx.TOPICS, key=lambda t: counts[t])
+    counts = {t: len(_find_all(lines, kw)) for t, kw in kit.topics.items()}
+    implied = kit.campaign_topics.get(normalise(str(metadata.get("campaign") or ""))[0])
+    if implied is not None:
+        counts[implied] += 1
+    topic = max(kit.topics, key=lambda t: counts[t])
     total = sum(counts.values())
     topic_conf = round(counts[topic] / total, 3) if total else 0.2
-    topic_ev = tuple(_find_all(lines, lx.TOPIC_KEYWORDS[topic])[:3])
+    topic_ev = tuple(_find_all(lines, kit.topics[topic])[:3])
+    fallback = "account" if "account" in kit.topics else next(iter(kit.topics))
     return {
         "empathy_score": Brick(empathy_score, 0.8, tuple(empathy)),
         "resolution_achieved": Brick(resolved, 0.8 if res_ev else 0.6, res_ev),
         "customer_effort": Brick(effort_score, 0.75, tuple(effort)),
         "brand_alignment": Brick(brand, 0.7, tuple(brand_pos + brand_neg)),
         "escalation_risk": Brick(risk, 0.7, tuple(escalation + effort)),
-        "topic_primary": Brick(topic if total else "account", topic_conf, topic_ev),
+        "topic_primary": Brick(topic if total else fallback, topic_conf, topic_ev),
     }
 
 
-def agent_wellbeing(lines: list[Line], metadata: Mapping[str, Any]) -> dict[str, Brick]:
+def wellbeing(kit: Kit, lines: list[Line], metadata: Mapping[str, Any]) -> dict[str, Brick]:
     """Frustration markers, openness to coaching practices, escalation requests."""
+    ph = kit.phrases
     agent = _role(lines, "agent")
     customer = _role(lines, "customer")
-    frustration = _find_all(agent, lx.FRUSTRATION)
-    receptive = _find_all(agent, lx.RECEPTIVE)
-    defensive = _find_all(agent, lx.DEFENSIVE)
+    frustration = _find_all(agent, ph["frustration"])
+    receptive = _find_all(agent, ph["receptive"])
+    defensive = _find_all(agent, ph["defensive"])
     receptivity = _clamp(
         0.2 + 4.0 * _ratio(len(receptive), len(agent)) - 2.0 * _ratio(len(defensive), len(agent))
     )
-    escalation = [e for ln in customer if (e := _find(ln, lx.ESCALATION_REQUEST))]
+    escalation = [e for ln in customer if (e := _find(ln, ph["escalation_request"]))]
     return {
         "frustration_markers": Brick(len(frustration), 0.9, tuple(frustration)),
         "coaching_receptivity": Brick(receptivity, 0.65, tuple(receptive + defensive)),
@@ -200,4 +233,47 @@ def agent_wellbeing(lines: list[Line], metadata: Mapping[str, Any]) -> dict[str,
     }
 
 
-KitRule = Callable[[list[Line], Mapping[str, Any]], dict[str, Brick]]
+EngineFn = Callable[[Kit, list[Line], Mapping[str, Any]], dict[str, Brick]]
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """What an engine computes and which named phrase lists a kit file must give it."""
+
+    run: EngineFn
+    bricks: tuple[str, ...] = ()
+    phrase_lists: tuple[str, ...] = ()
+    needs_topics: bool = False
+
+
+ENGINES: dict[str, Engine] = {
+    "compliance": Engine(compliance),
+    "experience": Engine(
+        experience,
+        (
+            "empathy_score",
+            "resolution_achieved",
+            "customer_effort",
+            "brand_alignment",
+            "escalation_risk",
+            "topic_primary",
+        ),
+        (
+            "empathy",
+            "resolution_confirm",
+            "resolution_thanks",
+            "unresolved",
+            "customer_effort",
+            "brand_positive",
+            "brand_negative",
+            "escalation_request",
+            "frustration",
+        ),
+        needs_topics=True,
+    ),
+    "wellbeing": Engine(
+        wellbeing,
+        ("frustration_markers", "coaching_receptivity", "customer_escalation_requested"),
+        ("frustration", "receptive", "defensive", "escalation_request"),
+    ),
+}

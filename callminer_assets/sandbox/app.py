@@ -23,6 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
@@ -34,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from callminer_assets.kits import KITS, evaluate
+from callminer_assets.kits import Kit, current_kits, evaluate
 from callminer_assets.lib.models import transcript_hash
 from callminer_assets.sandbox.generator import DEFAULT_SEED, Generator, _h, _u
 
@@ -398,6 +399,17 @@ def _decode_token(token: str, start: datetime, end: datetime) -> int | None:
         return None
 
 
+def kit_view(kit: Kit) -> dict[str, Any]:
+    """A kit as ``GET /v1/kits`` lists it; ``updated_at`` is when its file last changed."""
+    changed = datetime.fromtimestamp(Path(kit.source).stat().st_mtime, UTC)
+    return {
+        "code": kit.code,
+        "version": kit.version,
+        "updated_at": changed.isoformat(timespec="seconds"),
+        "bricks": list(kit.bricks),
+    }
+
+
 def create_app(config: SandboxConfig | None = None) -> Starlette:
     """Build the sandbox app; ``app.state.sandbox`` is its ``SandboxState``."""
     cfg = config or SandboxConfig()
@@ -589,7 +601,8 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         if not isinstance(body, dict):
             return _smz_err(400, "invalid_request", "the body must be an object")
         kit_code = body.get("kit_code")
-        if kit_code not in KITS:
+        kits = current_kits()
+        if kit_code not in kits:
             return _smz_err(422, "unknown_kit", "unknown kit_code")
         mode = body.get("mode", "async")
         if mode not in ("sync", "async"):
@@ -616,7 +629,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             "run_"
             + hashlib.sha256(f"{st.config.seed}|{n}|{th}|{kit_code}".encode()).hexdigest()[:20]
         )
-        kit = KITS[kit_code]
+        kit = kits[kit_code]
         f = st.faults
         usage = {"input_tokens": max(1, len(text) // 4)}
         run: dict[str, Any] = {
@@ -633,7 +646,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             run["final_status"] = "failed"
             run["error"] = {"code": "evaluation_failed", "message": "the model could not evaluate"}
         else:
-            bricks = evaluate(kit_code, text, metadata)
+            bricks = evaluate(kit_code, text, metadata, kits)
             run["final_status"] = "succeeded"
             run["bricks"] = {
                 k: {"value": b.value, "confidence": b.confidence, "evidence": list(b.evidence)}
@@ -664,11 +677,17 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
                 finish(run)
         return _json(run_view(run))
 
+    async def list_kits(request: Request) -> Response:
+        if (denied := semarize_auth(request)) is not None:
+            return denied
+        return _json({"kits": [kit_view(k) for k in current_kits().values()]})
+
     app = Starlette(
         routes=[
             Route("/oauth/token", token, methods=["POST"]),
             Route("/v1/interactions", interactions, methods=["GET"]),
             Route("/v1/interactions/{interaction_id}/transcript", transcript, methods=["GET"]),
+            Route("/v1/kits", list_kits, methods=["GET"]),
             Route("/v1/runs", start_run, methods=["POST"]),
             Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
         ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from callminer_assets.kits import KITS, evaluate
+from callminer_assets.kits import current_kits, evaluate
 from callminer_assets.kits.lexicon import HOSTILE_STRINGS
 
 GOOD = "\n".join(
@@ -33,12 +33,12 @@ BAD = "\n".join(
 
 
 def test_kit_registry() -> None:
-    assert {k: v.version for k, v in KITS.items()} == {
+    assert {k: v.version for k, v in current_kits().items()} == {
         "qa_compliance": "TCPA-v2026.1",
         "experience_quality": "EQ-v2026.1",
         "agent_wellbeing": "AW-v2026.1",
     }
-    for kit in KITS.values():
+    for kit in current_kits().values():
         assert set(evaluate(kit.code, GOOD, {"campaign": "collections"})) == set(kit.bricks)
     with pytest.raises(KeyError):
         evaluate("nope", GOOD, {})
@@ -92,7 +92,7 @@ def test_experience_and_wellbeing() -> None:
 
 def test_hostile_and_degenerate_text_never_crashes() -> None:
     text = "\n".join(f"customer: {s}" for s in HOSTILE_STRINGS) + "\nno role here\n\n:"
-    for code in KITS:
+    for code in current_kits():
         bricks = evaluate(code, text, {"campaign": None})
         assert all(
             b.value is None or isinstance(b.value, bool | int | float | str)

@@ -8,11 +8,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
-from callminer_assets.kits import KITS
+from callminer_assets.kits import current_kits
+from callminer_assets.kits.loader import PACKAGED_DIR
 from callminer_assets.sandbox import SandboxConfig, SandboxServer, serve
 from callminer_assets.sandbox.app import TRANSPORT_FAULTS
 
@@ -236,15 +238,40 @@ def _run(
     return c.post("/v1/runs", json=body, headers=headers)
 
 
+def test_semarize_lists_the_kits_in_force(
+    srv: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with httpx.Client(base_url=srv) as c:
+        assert c.get("/v1/kits").status_code == 401
+        listed = {k["code"]: k for k in c.get("/v1/kits", headers=SMZ).json()["kits"]}
+        assert {code: k["version"] for code, k in listed.items()} == {
+            code: kit.version for code, kit in current_kits().items()
+        }
+        assert listed["qa_compliance"]["bricks"][-1] == "compliance_score"
+        assert datetime.fromisoformat(listed["qa_compliance"]["updated_at"]).tzinfo is not None
+        folder = tmp_path / "kits"
+        folder.mkdir()
+        text = (PACKAGED_DIR / "agent_wellbeing.yaml").read_text()
+        (folder / "aw.yaml").write_text(text.replace("AW-v2026.1", "AW-v2026.2"))
+        monkeypatch.setenv("KITS_DIR", str(folder))
+        listed = {k["code"]: k for k in c.get("/v1/kits", headers=SMZ).json()["kits"]}
+        assert listed["agent_wellbeing"]["version"] == "AW-v2026.2"
+        body = {"kit_code": "agent_wellbeing", "mode": "sync", "input": {"transcript": TEXT}}
+        assert c.post("/v1/runs", json=body, headers=SMZ).json()["kit_version"] == "AW-v2026.2"
+
+
 def test_semarize_sync_async_idempotency_and_billing(srv: SandboxServer) -> None:
     with httpx.Client(base_url=srv) as c:
         r = _run(c, "sync")
         assert r.status_code == 200
         run = r.json()
-        assert run["status"] == "succeeded" and run["kit_version"] == KITS["qa_compliance"].version
+        assert (
+            run["status"] == "succeeded"
+            and run["kit_version"] == current_kits()["qa_compliance"].version
+        )
         assert run["bricks"]["recording_disclosure"]["value"] is True
         assert run["bricks"]["recording_disclosure"]["evidence"][0]["utterance_index"] == 0
-        assert set(run["bricks"]) == set(KITS["qa_compliance"].bricks)
+        assert set(run["bricks"]) == set(current_kits()["qa_compliance"].bricks)
         assert run["usage"]["input_tokens"] > 0
         a = _run(c, "async", text=TEXT + "\ncustomer: ok", key="k1")
         assert a.status_code == 202 and a.json()["status"] == "queued"

@@ -13,7 +13,7 @@ from callminer_assets.defs.keys import EVALUATIONS_KEY, INTERACTIONS_KEY, TRANSC
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
 from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
 from callminer_assets.defs.resources import SandboxResource, SemarizeResource, WarehouseResource
-from callminer_assets.kits import KITS
+from callminer_assets.kits import current_kits
 from callminer_assets.lib.models import EvalRequest
 from callminer_assets.lib.semarize import EvalBatch, EvaluationAborted
 from callminer_assets.lib.tables import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
@@ -76,7 +76,7 @@ def evaluations(
     stored = wh.read(EVALUATIONS, {"interaction_id": transcripts["interaction_id"].to_list()})
     in_days = pl.col("interaction_date").is_in(days)
     existing = pl.concat([stored.filter(in_days), ev.redate(stored.filter(~in_days), transcripts)])
-    kits = {code: kit.version for code, kit in KITS.items()}
+    kits = {code: kit.version for code, kit in current_kits().items()}
     requests = ev.plan_requests(transcripts, interactions, existing, kits, rescore=semarize.rescore)
     context.log.info(
         f"{len(requests)} runs to start ({transcripts.height} transcripts, {len(kits)} kits; "
