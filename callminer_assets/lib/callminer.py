@@ -43,21 +43,29 @@ def iso_utc(moment: datetime) -> str:
 class TokenProvider:
     """Caches the bearer token; one refresh at a time, however many requests need one.
 
-    Refreshed ``margin`` before expiry (at most 10 % of the lifetime, so a 5-second token is
-    not refreshed on every call), and on demand after a 401 unless someone else already did.
-    A credentials error is remembered: every later caller fails at once, no stampede.
+    ``HttpBase`` reads ``cached()`` at send time (after the slot and the rate-limiter turn):
+    the token is handed out only while it has more than a margin left
+    (``TOKEN_REFRESH_MARGIN_S``, at most ``TOKEN_REFRESH_MARGIN_FRACTION`` of its lifetime),
+    so it is still valid when the server reads it; otherwise ``get()`` refreshes it, through
+    its own ``HttpBase`` (``auth``). Concurrent refreshes collapse into one (the lock). A
+    credentials error is remembered: every later caller fails at once, no stampede.
     """
 
-    def __init__(self, http: HttpBase, settings: CallMinerSettings) -> None:
-        self._http = http
+    def __init__(self, auth: HttpBase, api: HttpBase, settings: CallMinerSettings) -> None:
+        self._http = auth
+        self._api = api
         self._settings = settings
         self._url = settings.auth_url.rstrip("/") + "/oauth/token"
-        self.name = http.describe("POST", self._url)
+        self.name = auth.describe("POST", self._url)
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
         self._failed: AuthError | None = None
         self.fetched = 0
+
+    def cached(self) -> str | None:
+        """The token while it has more than the margin left (raises a remembered AuthError)."""
+        return self._current()
 
     async def get(self) -> str:
         token = self._current()
@@ -76,6 +84,10 @@ class TokenProvider:
             if token is not None and token != stale:
                 return token
             return await self._fetch()
+
+    def superseded(self, used: str) -> bool:
+        """``used`` is older than the token now held: a 401 for it says nothing about ours."""
+        return self._token is not None and used != self._token
 
     def _current(self) -> str | None:
         if self._failed is not None:
@@ -115,6 +127,7 @@ class TokenProvider:
         # From now on a server echoing this token (an error_description quoting the
         # Authorization header, a 5xx body) has it redacted from every message and log.
         self._http.add_secret(token)
+        self._api.add_secret(token)
         expires_in = body.get("expires_in")
         if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
             expires_in = 3600.0
@@ -166,7 +179,19 @@ class CallMinerClient:
             headers={"Accept": "application/json"},
             secrets=(settings.client_secret,),
         )
-        self.tokens = TokenProvider(self.http, settings)
+        # The token endpoint's own base and semaphore; the limiter is shared when the URLs are.
+        self.auth_http = HttpBase(
+            base_url=settings.auth_url,
+            requests_per_second=settings.requests_per_second,
+            concurrency=1,
+            timeout_s=settings.timeout_s,
+            retry=settings.retry,
+            transport=transport,
+            logger=logger,
+            headers={"Accept": "application/json"},
+            secrets=(settings.client_secret,),
+        )
+        self.tokens = TokenProvider(self.auth_http, self.http, settings)
         self.log = self.http.log
 
     async def __aenter__(self) -> CallMinerClient:
@@ -182,23 +207,34 @@ class CallMinerClient:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        await self.auth_http.aclose()
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        """GET with a bearer token; on a 401, one fresh token and one repeat, then AuthError."""
-        response = await self.http.request("GET", path, params=params, token=self.tokens.get)
-        if response.status_code == 401:
+        """GET with a bearer token taken at send time.
+
+        A 401 for a token that a concurrent refresh has since replaced is sent again with
+        the current one (bounded by ``retry.max_attempts``); a 401 for the current token
+        refreshes it once; the refreshed token rejected too is an ``AuthError``.
+        """
+        refreshed = False
+        for _ in range(self.settings.retry.max_attempts):
+            response = await self.http.request("GET", path, params=params, token=self.tokens)
+            if response.status_code != 401:
+                return response
             used = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if self.tokens.superseded(used):
+                continue
+            if refreshed:
+                break
             why = self.http.redact(_oauth_error(response))[:100] or "401"
             self.log.debug("token rejected (%s); refreshing once", why)
             await self.tokens.refresh(stale=used)
-            response = await self.http.request("GET", path, params=params, token=self.tokens.get)
-            if response.status_code == 401:
-                raise AuthError(
-                    "token rejected again after a refresh",
-                    request=self.http.describe("GET", path),
-                    status_code=401,
-                )
-        return response
+            refreshed = True
+        raise AuthError(
+            "token rejected again after a refresh",
+            request=self.http.describe("GET", path),
+            status_code=401,
+        )
 
     async def list_interactions(self, window: Window) -> list[Any]:
         """Every record in ``[window.start, window.end)``, raw, id-duplicates removed (last wins).

@@ -4,9 +4,12 @@ One ``HttpBase`` per API: one ``httpx.AsyncClient``, one rate limiter and one co
 semaphore shared by every request to that API (listing, transcripts, token refreshes,
 retries), so the configured rate holds for the whole client, not per call site.
 
-Order of a request: (auth header) -> semaphore -> rate limiter (also honours a 429 pause)
--> send. The token is fetched *before* taking the semaphore, because the token request
-goes through the same base and would otherwise deadlock at concurrency 1.
+Order of a request: semaphore -> rate limiter (also honours a 429 pause) -> auth header
+-> send. The bearer token is taken last, once the request may really leave, so a request
+that waited seconds for its slot or a ``Retry-After`` pause never leaves with a token that
+expired in the queue. When no valid token is cached, the request gives its rate-limiter turn
+back while one is fetched (the token request may need a turn of the same limiter), then
+queues for a new turn; the token endpoint has its own ``HttpBase`` and semaphore.
 """
 
 from __future__ import annotations
@@ -54,6 +57,18 @@ class LoggerLike(Protocol):
     def debug(self, msg: str, *args: Any) -> Any: ...
     def info(self, msg: str, *args: Any) -> Any: ...
     def warning(self, msg: str, *args: Any) -> Any: ...
+
+
+class BearerToken(Protocol):
+    """Where a request's bearer token comes from (``callminer.TokenProvider``)."""
+
+    def cached(self) -> str | None:
+        """The token if it may be sent now, else ``None``; never waits."""
+        ...
+
+    async def get(self) -> str:
+        """A token that may be sent now, fetching one if needed."""
+        ...
 
 
 class _Slot:
@@ -120,6 +135,11 @@ class SlidingWindowLimiter:
                     self._slots.append(slot)
                     return slot
                 await asyncio.sleep(wait)
+
+    def release(self, slot: _Slot) -> None:
+        """Give back a slot whose request never left (its token could not be had)."""
+        if slot.at is None and slot in self._slots:
+            self._slots.remove(slot)
 
     @staticmethod
     def sent(slot: _Slot, at: float | None = None) -> None:
@@ -263,7 +283,7 @@ class HttpBase:
         json: Any = None,
         data: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-        token: Callable[[], Awaitable[str]] | None = None,
+        token: BearerToken | None = None,
         accept: Callable[[httpx.Response], bool] | None = None,
     ) -> httpx.Response:
         """Send with retries; return any response that is not transient (incl. 4xx).
@@ -271,7 +291,8 @@ class HttpBase:
         429, 5xx (except 501/505), timeouts and dropped connections are retried up to
         ``retry.max_attempts``; then a typed error naming ``METHOD /path`` is raised.
         ``accept(response)`` may claim a 5xx as a real answer (Semarize's 504 with a run id).
-        ``token()`` is awaited on every attempt so a retry never reuses an expired token.
+        ``token`` is read on every attempt, after the attempt has its concurrency slot and
+        its rate-limiter turn, so the token is one valid when the bytes leave.
         """
         name = self.describe(method, url)
         attempts = self.retry.max_attempts
@@ -311,14 +332,14 @@ class HttpBase:
         json: Any,
         data: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
-        token: Callable[[], Awaitable[str]] | None,
+        token: BearerToken | None,
         accept: Callable[[httpx.Response], bool] | None,
     ) -> httpx.Response:
         hdrs = dict(headers or {})
-        if token is not None:
-            hdrs["Authorization"] = f"Bearer {await token()}"
         async with self._semaphore:
-            slot = await self.limiter.acquire()
+            slot, bearer = await self._turn(token)
+            if bearer is not None:
+                hdrs["Authorization"] = f"Bearer {bearer}"
             self.stats.sent += 1
 
             async def trace(event: str, info: Mapping[str, Any]) -> None:
@@ -364,6 +385,27 @@ class HttpBase:
             if accept is None or not accept(response):
                 raise _Retryable("server error", status)
         return response
+
+    async def _turn(self, token: BearerToken | None) -> tuple[_Slot, str | None]:
+        """A rate-limiter turn, then a token valid for this send.
+
+        Without a valid cached token the turn is given back while one is fetched: the token
+        request may share this limiter, and holding turns while waiting for it could take
+        every turn it needs. Then the request queues again, so the token is read at send.
+        """
+        while True:
+            slot = await self.limiter.acquire()
+            if token is None:
+                return slot, None
+            try:
+                bearer = token.cached()
+            except BaseException:
+                self.limiter.release(slot)
+                raise
+            if bearer is not None:
+                return slot, bearer
+            self.limiter.release(slot)
+            await token.get()
 
     def _wait(self, state: RetryCallState) -> float:
         # A 429 already paused the whole limiter for Retry-After; no extra per-request sleep.

@@ -26,8 +26,11 @@ RETRY_AFTER_CAP_S = 300.0
 the request), then retried: long enough to respect any sane rate-limit window, short enough
 that a broken header cannot park a run for hours."""
 TOKEN_REFRESH_MARGIN_S = 60.0
-"""Refresh a token this long before it expires (at most 10 % of its lifetime)."""
-TOKEN_REFRESH_MARGIN_FRACTION = 0.1
+"""A token is put on a request (at send time, after its slot and rate-limiter turn) only while
+it has more than this left; otherwise it is refreshed first. Capped by the fraction below."""
+TOKEN_REFRESH_MARGIN_FRACTION = 0.25
+"""The margin is at most this share of the token's lifetime: a 2-second token is used for
+1.5 s, so its last 0.5 s cover the way from the client to the server's check."""
 MIN_TOKEN_REUSE_S = 1.0
 """Lifetime assumed when a server says ``expires_in <= 0`` (no token storms)."""
 RATE_WINDOW_MARGIN_S = 0.05

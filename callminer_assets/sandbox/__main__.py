@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from callminer_assets.sandbox.app import SandboxConfig
+from callminer_assets.sandbox.app import TRANSPORT_FAULTS, SandboxConfig
 from callminer_assets.sandbox.server import serve
 
 
@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit", type=float, default=None, help="max requests/s per API (429 above)"
     )
     p.add_argument(
+        "--retry-after", type=int, default=d.retry_after_s, help="Retry-After of 429s, s"
+    )
+    p.add_argument(
+        "--fault-kinds",
+        default=",".join(d.fault_kinds),
+        help="comma-separated faults to draw from (e.g. 429 for rate limiting only)",
+    )
+    p.add_argument(
         "--latency-ms", type=int, default=d.latency_ms, help="latency added to every request"
     )
     p.add_argument(
@@ -75,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
+    kinds = tuple(k for k in ns.fault_kinds.split(",") if k)
+    unknown = sorted(set(kinds) - set(TRANSPORT_FAULTS))
+    if unknown:
+        build_parser().error(f"unknown --fault-kinds {', '.join(unknown)}")
     return SandboxConfig(
         seed=ns.seed,
         per_day=ns.per_day,
@@ -85,6 +97,8 @@ def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
         fault_rate=ns.fault_rate,
         token_ttl=ns.token_ttl,
         rate_limit=ns.rate_limit,
+        retry_after_s=ns.retry_after,
+        fault_kinds=kinds,
         latency_ms=ns.latency_ms,
         pending_fraction=ns.pending_fraction,
         pending_lag_s=ns.pending_lag_s,

@@ -183,7 +183,9 @@ class SandboxState:
     config: SandboxConfig
     generator: Generator
     faults: FaultSwitches
-    #: one dict per request: method, path, status (0 = dropped), time, service, fault
+    #: one dict per request: method, path, status (0 = dropped), time, service, fault, and
+    #: token_left_s (seconds the bearer token had left when the request arrived, negative =
+    #: sent expired; None without a token issued here). Never the token itself.
     request_log: list[dict[str, Any]] = field(default_factory=list)
     #: runs started (and billed) per (transcript_hash, kit_code)
     billing: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -192,6 +194,8 @@ class SandboxState:
     transcript_fetches: Counter[str] = field(default_factory=Counter)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     tokens: dict[str, float] = field(default_factory=dict, repr=False)
+    #: expiry of every token issued, revoked or not: what ``token_left_s`` is measured against
+    token_expiry: dict[str, float] = field(default_factory=dict, repr=False)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     idempotency: dict[str, str] = field(default_factory=dict, repr=False)
     request_count: int = 0
@@ -225,6 +229,14 @@ class SandboxState:
         return busiest_second(
             e["time"] for e in self.request_log if service is None or e["service"] == service
         )
+
+    def expired_sends(self) -> list[dict[str, Any]]:
+        """Logged requests that arrived with a token already past its expiry."""
+        return [
+            e
+            for e in self.request_log
+            if e.get("token_left_s") is not None and e["token_left_s"] <= 0
+        ]
 
     def reset_log(self) -> None:
         self.request_log.clear()
@@ -288,7 +300,12 @@ class _FaultMiddleware:
             "time": time.time(),
             "service": service,
             "fault": None,
+            "token_left_s": None,
         }
+        bearer = _bearer_from_scope(scope)
+        expiry = st.token_expiry.get(bearer) if bearer else None
+        if expiry is not None:
+            entry["token_left_s"] = round(expiry - time.monotonic(), 3)
         if len(st.request_log) >= 200_000:  # a long-running server must not grow forever
             del st.request_log[:100_000]
         st.request_log.append(entry)
@@ -449,6 +466,9 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         tok = secrets.token_urlsafe(24)
         ttl = st.faults.token_ttl
         st.tokens[tok] = time.monotonic() + ttl
+        if len(st.token_expiry) >= 100_000:  # a long-running server must not grow forever
+            st.token_expiry.clear()
+        st.token_expiry[tok] = st.tokens[tok]
         st.tokens_issued += 1
         expires_in: float | int = int(ttl) if float(ttl).is_integer() else ttl
         return _json({"access_token": tok, "token_type": "Bearer", "expires_in": expires_in})

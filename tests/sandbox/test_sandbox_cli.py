@@ -64,6 +64,8 @@ def test_cli_help_documents_every_flag() -> None:
         "--faults",
         "--token-ttl",
         "--rate-limit",
+        "--retry-after",
+        "--fault-kinds",
         "--latency-ms",
         "--client-id",
         "--semarize-key",
