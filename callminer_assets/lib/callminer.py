@@ -168,29 +168,23 @@ class CallMinerClient:
         logger: LoggerLike | None = None,
     ) -> None:
         self.settings = settings
-        self.http = HttpBase(
-            base_url=settings.api_url,
-            requests_per_second=settings.requests_per_second,
-            concurrency=settings.concurrency,
-            timeout_s=settings.timeout_s,
-            retry=settings.retry,
-            transport=transport,
-            logger=logger,
-            headers={"Accept": "application/json"},
-            secrets=(settings.client_secret,),
-        )
+
+        def base(url: str, concurrency: int) -> HttpBase:
+            return HttpBase(
+                base_url=url,
+                requests_per_second=settings.requests_per_second,
+                concurrency=concurrency,
+                timeout_s=settings.timeout_s,
+                retry=settings.retry,
+                transport=transport,
+                logger=logger,
+                headers={"Accept": "application/json"},
+                secrets=(settings.client_secret,),
+            )
+
+        self.http = base(settings.api_url, settings.concurrency)
         # The token endpoint's own base and semaphore; the limiter is shared when the URLs are.
-        self.auth_http = HttpBase(
-            base_url=settings.auth_url,
-            requests_per_second=settings.requests_per_second,
-            concurrency=1,
-            timeout_s=settings.timeout_s,
-            retry=settings.retry,
-            transport=transport,
-            logger=logger,
-            headers={"Accept": "application/json"},
-            secrets=(settings.client_secret,),
-        )
+        self.auth_http = base(settings.auth_url, 1)
         self.tokens = TokenProvider(self.auth_http, self.http, settings)
         self.log = self.http.log
 
