@@ -21,6 +21,7 @@ from callminer_assets.defs.partitions import (
     daily_partitions,
     monthly_partitions,
 )
+from callminer_assets.defs.recovery import recover, stop_waiting_runs_on_signal
 from callminer_assets.lib.tables import TABLES
 from callminer_assets.warehouse.store import connect_published
 
@@ -76,6 +77,9 @@ def run(start: date, end: date) -> bool:
     from callminer_assets.definitions import DAILY_ASSETS, MONTHLY_ASSETS, UNPARTITIONED_ASSETS
 
     instance = dg.DagsterInstance.get()
+    if done := recover(instance):  # a killed earlier run must not wedge this one
+        print(f"== {done.describe()}", flush=True)
+    stop_waiting_runs_on_signal(instance)
     t0 = time.monotonic()
     chunks = _month_chunks(start, end)
     for first, last in chunks:

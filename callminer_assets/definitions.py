@@ -25,6 +25,7 @@ from callminer_assets.defs.keys import (
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
 )
+from callminer_assets.defs.recovery import abandoned_runs_sensor, recovering_executor
 from callminer_assets.defs.resources import build_resources
 from callminer_assets.defs.semarize.assets import evaluations
 from callminer_assets.defs.sensors import SENSORS
@@ -47,6 +48,7 @@ ALL_ASSETS: list[dg.AssetsDefinition] = [interactions, transcripts, evaluations,
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    sensors=[*SENSORS, automation_sensor],
+    sensors=[*SENSORS, automation_sensor, abandoned_runs_sensor],
+    executor=recovering_executor,
     resources=build_resources(),
 )

@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 
 from callminer_assets.lib.errors import DataError
+from callminer_assets.lib.holdpoint import hold
 from callminer_assets.lib.tables import TABLES, Table, polars_schema
 
 
@@ -163,6 +164,7 @@ class Warehouse:
                 if clauses:
                     sql += " WHERE " + " AND ".join(clauses)
                 con.execute(sql, params)
+                hold(f"write:{table.qualified}")
                 if frame.height:
                     con.register("_incoming", frame.to_arrow())
                     con.execute(f"INSERT INTO {table.qualified} BY NAME SELECT * FROM _incoming")  # noqa: S608

@@ -34,6 +34,7 @@ from callminer_assets.defs.resources import (
     SandboxResource,
     WarehouseResource,
 )
+from callminer_assets.lib.holdpoint import hold
 from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.lib.tables import INTERACTIONS, QUARANTINE, TRANSCRIPTS, UTTERANCES
 from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
@@ -121,6 +122,7 @@ def interactions(
     frame = pl.concat(valid, how="vertical")
     quarantine = pl.concat(refused, how="vertical")
     wh = warehouse.warehouse()
+    hold("interactions:before-first-write")
     selected = context.selected_asset_keys
     if INTERACTIONS_KEY in selected:
         wh.replace(INTERACTIONS, frame, {"interaction_date": days}, publish=False)
