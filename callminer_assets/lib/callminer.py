@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
@@ -234,8 +234,10 @@ class CallMinerClient:
         """Every record in ``[window.start, window.end)``, raw, id-duplicates removed (last wins).
 
         Follows token (``nextPage``) or offset (``offset``/``total`` or bare array)
-        pagination as each response shows it. Records without a usable id, and non-objects,
-        are kept as they are (they go to quarantine downstream).
+        pagination as each response shows it. A full page without any marker goes on by
+        offset, or fails loudly after token-style pages or when the server ignores offset
+        (decision 0011). Records without a usable id, and non-objects, are kept as they are
+        (they go to quarantine downstream).
         """
         path = "/v1/interactions"
         name = self.http.describe("GET", path)
@@ -249,7 +251,8 @@ class CallMinerClient:
         params = dict(base)
         seen_cursors: set[str] = set()
         previous: list[Any] | None = None
-        pages = duplicates = no_progress = repeats = offset = 0
+        pages = duplicates = no_progress = repeats = offset = largest = 0
+        token_style = probing = False
         while True:
             pages += 1
             if pages > self.settings.max_pages:
@@ -262,7 +265,8 @@ class CallMinerClient:
                     break
                 raise self.http.error_for(response, name, "listing failed")
             body = self.http.json(response, name)
-            records, cursor, offset_style, total, echoed = _parse_page(body, name)
+            page = _parse_page(body, name)
+            records = page.records
             new = 0
             for record in records:
                 key = record.get("id") if isinstance(record, dict) else None
@@ -275,18 +279,40 @@ class CallMinerClient:
                 out.append(record)
                 new += 1
             self.log.debug("listing page %d: %d records, %d new", pages, len(records), new)
+            if probing and records and not new:
+                raise DataError(
+                    f"listing page {pages - 1} was full without pagination markers and "
+                    f"offset={params.get('offset')} returned the same records: the server does "
+                    f"not page by offset, the rest of {base['startDate']}..{base['endDate']} "
+                    f"cannot be listed ({name}; a CALLMINER_PAGE_SIZE above the day's volume "
+                    "avoids it)"
+                )
             no_progress = 0 if new else no_progress + 1
             if no_progress >= _NO_PROGRESS_PAGES:
                 raise DataError(
                     f"listing repeats itself: {no_progress} pages with nothing new ({name})"
                 )
-            if cursor is not None:  # token style
-                if cursor in seen_cursors:
+            # Full: as many as asked, or as many as the server's largest page so far (its cap).
+            full = bool(records) and len(records) >= min(base["limit"], largest or base["limit"])
+            largest = max(largest, len(records))
+            probing = False
+            if page.cursor is not None:  # token style
+                if page.cursor in seen_cursors:
                     raise DataError(f"listing returned the same nextPage cursor twice ({name})")
-                seen_cursors.add(cursor)
-                params = {**base, "nextPage": cursor}
+                seen_cursors.add(page.cursor)
+                token_style = True
+                params = {**base, "nextPage": page.cursor}
                 continue
-            if not offset_style or not records:  # last page (nextPage null), or an empty page
+            if full and not page.marked:
+                # Decision 0011: never take an unmarked full page as the last one.
+                if token_style:
+                    raise DataError(
+                        f"listing page {pages} is full ({len(records)} records) but has no "
+                        f"nextPage after token-style pages: records after it in "
+                        f"{base['startDate']}..{base['endDate']} would be missing ({name})"
+                    )
+                probing = True  # go on by offset, as for a bare array, until an empty page
+            elif not page.offset_style or not records:  # last page, or an empty page
                 break
             # A page equal to the previous one is legal once in a while (limit capped at 1 plus
             # one insert during pagination: the same record shifts onto the next page). It is
@@ -295,10 +321,10 @@ class CallMinerClient:
             # no-progress guard above cannot see).
             repeats = repeats + 1 if records == previous else 0
             asked = params.get("offset", 0)
-            if repeats and echoed is not None and echoed != asked:
+            if repeats and page.echoed is not None and page.echoed != asked:
                 raise DataError(
                     f"listing ignores offset: asked for {asked}, got the same page "
-                    f"at offset {echoed} ({name})"
+                    f"at offset {page.echoed} ({name})"
                 )
             if repeats >= _NO_PROGRESS_PAGES:
                 raise DataError(
@@ -307,7 +333,7 @@ class CallMinerClient:
             previous = records
             # Our own count, not the server's echo: a server that ignores offset cannot loop us.
             offset += len(records)
-            if total is not None and offset >= total:
+            if page.total is not None and offset >= page.total:
                 break
             params = {**base, "offset": offset}
         self.log.info(
@@ -393,14 +419,24 @@ class CallMinerClient:
         return TranscriptFetch(interaction_id, "pending")
 
 
-def _parse_page(body: Any, name: str) -> tuple[list[Any], str | None, bool, int | None, int | None]:
-    """(records, nextPage cursor, offset style?, total, echoed offset) from one listing response.
+class _Page(NamedTuple):
+    records: list[Any]
+    cursor: str | None  # token style: the next page's cursor
+    offset_style: bool  # the body has offset/total, or is a bare array
+    total: int | None
+    echoed: int | None  # the offset the server says this page starts at
+    marked: bool  # any pagination marker at all (nextPage, even null; offset; total; array)
+
+
+def _parse_page(body: Any, name: str) -> _Page:
+    """One listing response, as its pagination markers describe it.
 
     Token style when ``nextPage`` is set; offset style when the body has ``offset`` or
-    ``total`` or is a bare array; otherwise (``nextPage: null`` / nothing) the last page.
+    ``total`` or is a bare array; ``nextPage: null`` is the last page; a body with none of
+    these is ``marked=False`` (what that means for a full page: decision 0011).
     """
     if isinstance(body, list):
-        return body, None, True, None, None
+        return _Page(body, None, True, None, None, True)
     if not isinstance(body, dict):
         raise DataError(f"listing body is neither an object nor an array ({name})")
     records: list[Any] | None = None
@@ -415,10 +451,11 @@ def _parse_page(body: Any, name: str) -> tuple[list[Any], str | None, bool, int 
     if isinstance(cursor, int | float) and not isinstance(cursor, bool):
         cursor = str(cursor)
     if isinstance(cursor, str) and cursor:
-        return records, cursor, False, None, None
+        return _Page(records, cursor, False, None, None, True)
     total = _int(body.get("total"))
     offset_style = "offset" in body or total is not None
-    return records, None, offset_style, total, _int(body.get("offset"))
+    marked = offset_style or "nextPage" in body
+    return _Page(records, None, offset_style, total, _int(body.get("offset")), marked)
 
 
 def _int(value: Any) -> int | None:

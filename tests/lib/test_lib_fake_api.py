@@ -17,10 +17,13 @@ import pytest
 from conftest import cm_settings, smz_settings
 from lib_fake_server import API_KEY, SECRET, Fake
 from lib_fake_server import serve as serve_fake
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from callminer_assets.lib.callminer import CallMinerClient
 from callminer_assets.lib.errors import (
     AuthError,
+    DataError,
     RateLimitError,
     RequestRejected,
     ServerError,
@@ -68,14 +71,60 @@ def test_each_pagination_style_and_array_key(
 ) -> None:
     fake.records, fake.style, fake.array_key = recs(23), style, key
     got = listing(fake_url, page_size=5)
-    if style == "single":
-        assert [r["id"] for r in got] == [r["id"] for r in recs(5)]
-        return
+    # "single" (no markers at all): a full page is never taken as the last (decision 0011)
     assert [r["id"] for r in got] == [r["id"] for r in recs(23)]
     pages = calls(fake, "/v1/interactions")
     # token/offset-with-total stop at the end; a bare array needs one empty page to stop
     assert len(pages) == (6 if style == "bare" else 5)
     assert fake.tokens_issued == 1
+
+
+def _scripted_listing(fake: Fake, pages: list[dict[str, Any]]) -> None:
+    """Answer the n-th listing request with ``pages[n]`` (the last one from then on)."""
+    served = 0
+
+    async def hook(request: Request) -> Response | None:
+        nonlocal served
+        if request.url.path != "/v1/interactions":
+            return None
+        served += 1
+        return JSONResponse(pages[min(served, len(pages)) - 1])
+
+    fake.hook = hook
+
+
+def test_unmarked_full_page_continues_by_offset_until_empty(fake: Fake, fake_url: str) -> None:
+    fake.records, fake.style = recs(10), "single"  # honours offset, never says so
+    got = listing(fake_url, page_size=5)
+    assert [r["id"] for r in got] == [r["id"] for r in recs(10)]
+    assert len(calls(fake, "/v1/interactions")) == 3  # 5 + 5 + the empty page that ends it
+
+
+def test_unmarked_full_page_on_a_server_ignoring_offset_fails_loudly(
+    fake: Fake, fake_url: str
+) -> None:
+    _scripted_listing(fake, [{"items": recs(5)}])  # the same unmarked page, whatever is asked
+    with pytest.raises(DataError) as err:
+        listing(fake_url, page_size=5)
+    assert "does not page by offset" in str(err.value)
+    assert "GET /v1/interactions" in str(err.value)
+    assert len(calls(fake, "/v1/interactions")) == 2
+
+
+def test_unmarked_full_page_after_token_pages_fails_loudly(fake: Fake, fake_url: str) -> None:
+    first, second = recs(10)[:5], recs(10)[5:]
+    _scripted_listing(fake, [{"interactions": first, "nextPage": "c1"}, {"interactions": second}])
+    with pytest.raises(DataError) as err:
+        listing(fake_url, page_size=5)
+    assert "page 2 is full (5 records) but has no nextPage" in str(err.value)
+    assert "GET /v1/interactions" in str(err.value)
+
+
+def test_explicit_end_markers_end_a_full_page(fake: Fake, fake_url: str) -> None:
+    """``nextPage: null`` and ``total`` are markers: a full last page ends the listing."""
+    fake.records, fake.style = recs(10), "token"
+    assert len(listing(fake_url, page_size=5)) == 10
+    assert len(calls(fake, "/v1/interactions")) == 2
 
 
 def test_server_page_cap_and_short_pages(fake: Fake, fake_url: str) -> None:
