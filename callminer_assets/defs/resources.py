@@ -11,20 +11,33 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
 import httpx
 
 from callminer_assets.defs.analytics.resources import build_analytics_resource
+from callminer_assets.defs.bulk_source import BulkSource
 from callminer_assets.lib.semarize import SemarizeClient
-from callminer_assets.lib.settings import CallMinerSettings, SemarizeSettings, env_number
+from callminer_assets.lib.settings import (
+    BULK_POLL_BUDGET_S,
+    BULK_POLL_INTERVAL_S,
+    BulkSettings,
+    CallMinerSettings,
+    SemarizeSettings,
+    backend_from_env,
+    env_number,
+)
 from callminer_assets.lib.source import InteractionSource, rest_source
 from callminer_assets.sandbox.app import SandboxConfig
+from callminer_assets.sandbox.bulk import BULK_PREFIX
 from callminer_assets.sandbox.server import embedded_transport
 from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH, Warehouse
 
 SANDBOX_URL = "http://sandbox.local"
+SANDBOX_BULK_POLL_S = 0.02
+"""The embedded sandbox's compressed clock finishes an export in ~0.2 s: poll it often."""
 _log = logging.getLogger("callminer_assets")
 
 
@@ -53,6 +66,11 @@ class CallMinerResource(dg.ConfigurableResource):
     page_size: int = 100
     transcript_give_up_hours: float = 72.0
     contact_centre_addresses: list[str] = []
+    backend: Literal["rest", "bulk"] = "rest"
+    tenant_timezone: str | None = None
+    bulk_poll_interval_s: float = BULK_POLL_INTERVAL_S
+    bulk_poll_budget_s: float = BULK_POLL_BUDGET_S
+    bulk_staging_dir: str = "data/bulk"
 
     @property
     def uses_sandbox(self) -> bool:
@@ -60,6 +78,8 @@ class CallMinerResource(dg.ConfigurableResource):
 
     def source(self, sandbox: SandboxResource, logger: Any = None) -> InteractionSource:
         """Where interactions come from; assets see only the ``InteractionSource`` protocol."""
+        if self.backend == "bulk":
+            return self._bulk_source(sandbox, logger)
         if self.uses_sandbox:
             settings = CallMinerSettings(
                 auth_url=SANDBOX_URL,
@@ -81,6 +101,33 @@ class CallMinerResource(dg.ConfigurableResource):
             page_size=self.page_size,
         )
         return rest_source(settings, logger=logger)
+
+    def _bulk_source(self, sandbox: SandboxResource, logger: Any) -> BulkSource:
+        if self.uses_sandbox:
+            cfg = sandbox.config()
+            settings = BulkSettings(
+                auth_url=SANDBOX_URL,
+                api_url=f"{SANDBOX_URL}{BULK_PREFIX}",
+                client_id=cfg.client_id,
+                client_secret=cfg.client_secret,
+                tenant_timezone=self.tenant_timezone or cfg.tenant_timezone,
+                poll_interval_s=min(self.bulk_poll_interval_s, SANDBOX_BULK_POLL_S),
+                poll_budget_s=self.bulk_poll_budget_s,
+                requests_per_second=5000.0,
+            )
+            return BulkSource(
+                settings, self.bulk_staging_dir, transport=sandbox.transport(), logger=logger
+            )
+        settings = BulkSettings(
+            auth_url=self.auth_url or "",
+            api_url=self.api_url or "",
+            client_id=self.client_id or "",
+            client_secret=self.client_secret or "",
+            tenant_timezone=self.tenant_timezone or "",
+            poll_interval_s=self.bulk_poll_interval_s,
+            poll_budget_s=self.bulk_poll_budget_s,
+        )
+        return BulkSource(settings, self.bulk_staging_dir, logger=logger)
 
 
 class SemarizeResource(dg.ConfigurableResource):
@@ -135,8 +182,12 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Resources from the environment, validated once at load time."""
     env = os.environ if env is None else env
     # Half-set or malformed credentials fail here, at load, naming the variable.
-    CallMinerSettings.from_env(env)
+    backend = backend_from_env(env)
+    bulk = BulkSettings.from_env(env) if backend == "bulk" else None
+    if backend == "rest":
+        CallMinerSettings.from_env(env)
     SemarizeSettings.from_env(env)
+    duckdb_path = env.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH
     addresses = [a.strip() for a in env.get("CALLMINER_CONTACT_CENTRE_ADDRESSES", "").split(",")]
     return {
         "sandbox": SandboxResource(
@@ -144,8 +195,6 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             per_day=int(env_number(env, "SANDBOX_PER_DAY", 60)),
         ),
         "callminer": CallMinerResource(
-            auth_url=env.get("CALLMINER_AUTH_URL") or None,
-            api_url=env.get("CALLMINER_API_URL") or None,
             client_id=_secret(env, "CALLMINER_CLIENT_ID"),
             client_secret=_secret(env, "CALLMINER_CLIENT_SECRET"),
             requests_per_second=env_number(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
@@ -153,6 +202,20 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             page_size=int(env_number(env, "CALLMINER_PAGE_SIZE", 100)),
             transcript_give_up_hours=env_number(env, "CALLMINER_TRANSCRIPT_GIVE_UP_HOURS", 72.0),
             contact_centre_addresses=[a for a in addresses if a],
+            backend=backend,
+            auth_url=bulk.auth_url if bulk else env.get("CALLMINER_AUTH_URL") or None,
+            api_url=bulk.api_url if bulk else env.get("CALLMINER_API_URL") or None,
+            tenant_timezone=bulk.tenant_timezone
+            if bulk
+            else env.get("CALLMINER_TENANT_TIMEZONE") or None,
+            bulk_poll_interval_s=env_number(
+                env, "CALLMINER_BULK_POLL_INTERVAL_SECONDS", BULK_POLL_INTERVAL_S
+            ),
+            bulk_poll_budget_s=env_number(
+                env, "CALLMINER_BULK_POLL_BUDGET_SECONDS", BULK_POLL_BUDGET_S
+            ),
+            bulk_staging_dir=env.get("CALLMINER_BULK_STAGING_DIR")
+            or str(Path(duckdb_path).parent / "bulk"),
         ),
         "semarize": SemarizeResource(
             api_url=env.get("SEMARIZE_API_URL") or None,
@@ -162,6 +225,6 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             mode="async" if env.get("SEMARIZE_MODE") == "async" else "sync",
             rescore=env.get("SEMARIZE_RESCORE", "").lower() in ("1", "true", "yes"),
         ),
-        "warehouse": WarehouseResource(duckdb_path=env.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH),
+        "warehouse": WarehouseResource(duckdb_path=duckdb_path),
         "analytics": build_analytics_resource(env),
     }

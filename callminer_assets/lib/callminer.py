@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -23,6 +23,7 @@ from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.lib.settings import (
     MIN_TOKEN_REUSE_S,
     TOKEN_REFRESH_MARGIN_FRACTION,
+    BulkSettings,
     CallMinerSettings,
 )
 
@@ -51,11 +52,20 @@ class TokenProvider:
     credentials error is remembered: every later caller fails at once, no stampede.
     """
 
-    def __init__(self, auth: HttpBase, api: HttpBase, settings: CallMinerSettings) -> None:
+    def __init__(
+        self,
+        auth: HttpBase,
+        api: HttpBase,
+        settings: CallMinerSettings | BulkSettings,
+        *,
+        path: str = "/oauth/token",
+        scope: str | None = None,
+    ) -> None:
         self._http = auth
         self._api = api
         self._settings = settings
-        self._url = settings.auth_url.rstrip("/") + "/oauth/token"
+        self._url = settings.auth_url.rstrip("/") + path
+        self._scope = scope
         self.name = auth.describe("POST", self._url)
         self._lock = asyncio.Lock()
         self._token: str | None = None
@@ -99,15 +109,15 @@ class TokenProvider:
     async def _fetch(self) -> str:
         name = self.name
         started = time.monotonic()
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._settings.client_id,
+            "client_secret": self._settings.client_secret,
+        }
+        if self._scope is not None:
+            form["scope"] = self._scope
         response = await self._http.request(
-            "POST",
-            self._url,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self._settings.client_id,
-                "client_secret": self._settings.client_secret,
-            },
-            headers={"Accept": "application/json"},
+            "POST", self._url, data=form, headers={"Accept": "application/json"}
         )
         self.fetched += 1
         if response.status_code in (400, 401, 403):
@@ -143,6 +153,38 @@ class TokenProvider:
         return token
 
 
+async def authed_request(
+    http: HttpBase, tokens: TokenProvider, method: str, path: str, **kwargs: Any
+) -> httpx.Response:
+    """A request with a bearer token taken at send time, for every call of a client.
+
+    ``kwargs`` go to ``HttpBase.request`` (params, json, sink...), so retries, backoff,
+    ``Retry-After`` and the rate limit apply to every call. A 401 for a token that a
+    concurrent refresh has since replaced is sent again with the current one (bounded by
+    ``retry.max_attempts``); a 401 for the current token refreshes it once; the refreshed
+    token rejected too is an ``AuthError``.
+    """
+    refreshed = False
+    for _ in range(http.retry.max_attempts):
+        response = await http.request(method, path, token=tokens, **kwargs)
+        if response.status_code != 401:
+            return response
+        used = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if tokens.superseded(used):
+            continue
+        if refreshed:
+            break
+        why = http.redact(_oauth_error(response))[:100] or "401"
+        http.log.debug("token rejected (%s); refreshing once", why)
+        await tokens.refresh(stale=used)
+        refreshed = True
+    raise AuthError(
+        "token rejected again after a refresh",
+        request=http.describe(method, path),
+        status_code=401,
+    )
+
+
 def _oauth_error(response: httpx.Response) -> str:
     """The OAuth ``error`` code, UNREDACTED and uncut: redact, then cut, before using it."""
     try:
@@ -152,6 +194,27 @@ def _oauth_error(response: httpx.Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return str(body["error"])
     return ""
+
+
+def http_base(
+    settings: CallMinerSettings | BulkSettings,
+    url: str,
+    concurrency: int,
+    transport: httpx.AsyncBaseTransport | None,
+    logger: LoggerLike | None,
+) -> HttpBase:
+    """One CallMiner base (API or token endpoint) with the settings' rate, retries, secret."""
+    return HttpBase(
+        base_url=url,
+        requests_per_second=settings.requests_per_second,
+        concurrency=concurrency,
+        timeout_s=settings.timeout_s,
+        retry=settings.retry,
+        transport=transport,
+        logger=logger,
+        headers={"Accept": "application/json"},
+        secrets=(settings.client_secret,),
+    )
 
 
 class CallMinerClient:
@@ -168,23 +231,9 @@ class CallMinerClient:
         logger: LoggerLike | None = None,
     ) -> None:
         self.settings = settings
-
-        def base(url: str, concurrency: int) -> HttpBase:
-            return HttpBase(
-                base_url=url,
-                requests_per_second=settings.requests_per_second,
-                concurrency=concurrency,
-                timeout_s=settings.timeout_s,
-                retry=settings.retry,
-                transport=transport,
-                logger=logger,
-                headers={"Accept": "application/json"},
-                secrets=(settings.client_secret,),
-            )
-
-        self.http = base(settings.api_url, settings.concurrency)
+        self.http = http_base(settings, settings.api_url, settings.concurrency, transport, logger)
         # The token endpoint's own base and semaphore; the limiter is shared when the URLs are.
-        self.auth_http = base(settings.auth_url, 1)
+        self.auth_http = http_base(settings, settings.auth_url, 1, transport, logger)
         self.tokens = TokenProvider(self.auth_http, self.http, settings)
         self.log = self.http.log
 
@@ -204,31 +253,18 @@ class CallMinerClient:
         await self.auth_http.aclose()
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        """GET with a bearer token taken at send time.
+        """GET with a bearer token taken at send time (see ``authed_request``)."""
+        return await authed_request(self.http, self.tokens, "GET", path, params=params)
 
-        A 401 for a token that a concurrent refresh has since replaced is sent again with
-        the current one (bounded by ``retry.max_attempts``); a 401 for the current token
-        refreshes it once; the refreshed token rejected too is an ``AuthError``.
-        """
-        refreshed = False
-        for _ in range(self.settings.retry.max_attempts):
-            response = await self.http.request("GET", path, params=params, token=self.tokens)
-            if response.status_code != 401:
-                return response
-            used = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
-            if self.tokens.superseded(used):
-                continue
-            if refreshed:
-                break
-            why = self.http.redact(_oauth_error(response))[:100] or "401"
-            self.log.debug("token rejected (%s); refreshing once", why)
-            await self.tokens.refresh(stale=used)
-            refreshed = True
-        raise AuthError(
-            "token rejected again after a refresh",
-            request=self.http.describe("GET", path),
-            status_code=401,
-        )
+    async def prepare(self, days: Sequence[date], *, fresh: bool) -> None:
+        """Nothing to do: REST lists each day on demand."""
+
+    def native_tables(self, days: Sequence[date]) -> None:
+        """REST has no CallMiner scores or categories."""
+        return None
+
+    async def release(self, days: Sequence[date]) -> None:
+        """Nothing was kept."""
 
     async def list_interactions(self, window: Window) -> list[Any]:
         """Every record in ``[window.start, window.end)``, raw, id-duplicates removed (last wins).

@@ -8,7 +8,8 @@ about and can log ``str(exc)`` safely.
     ├── ConfigError                 missing/inconsistent settings, found at start
     ├── APIError                    anything that went wrong talking to an API
     │   ├── TransportError          connection dropped, timeout (retried, then raised)
-    │   ├── PollTimeoutError        a Semarize run still not finished after the poll timeout
+    │   ├── PollTimeoutError        a Semarize run / bulk export still not finished in time
+    │   ├── ExportFailed            a Bulk Export execution ended Failed (CallMiner's message)
     │   └── HTTPStatusError         a response with an error status
     │       ├── AuthError           401/403, or invalid_client (never retried)
     │       ├── RateLimitError      429 after the retry budget is spent
@@ -42,6 +43,10 @@ class TransportError(APIError):
 
 class PollTimeoutError(APIError):
     """A run was still queued/running when the poll timeout ran out (re-sending is free)."""
+
+
+class ExportFailed(APIError):
+    """A Bulk Export execution ended ``Failed``; the job is kept on CallMiner to investigate."""
 
 
 class HTTPStatusError(APIError):

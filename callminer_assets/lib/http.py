@@ -285,6 +285,7 @@ class HttpBase:
         headers: Mapping[str, str] | None = None,
         token: BearerToken | None = None,
         accept: Callable[[httpx.Response], bool] | None = None,
+        sink: Callable[[httpx.Response], Awaitable[None]] | None = None,
     ) -> httpx.Response:
         """Send with retries; return any response that is not transient (incl. 4xx).
 
@@ -293,6 +294,9 @@ class HttpBase:
         ``accept(response)`` may claim a 5xx as a real answer (Semarize's 504 with a run id).
         ``token`` is read on every attempt, after the attempt has its concurrency slot and
         its rate-limiter turn, so the token is one valid when the bytes leave.
+        ``sink(response)`` streams a successful body (a multi-GB download) instead of
+        loading it; a connection lost mid-body is retried like any other, and the sink
+        starts over (it must truncate whatever it wrote).
         """
         name = self.describe(method, url)
         attempts = self.retry.max_attempts
@@ -308,7 +312,7 @@ class HttpBase:
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     return await self._attempt(
-                        method, url, number, params, json, data, headers, token, accept
+                        method, url, number, params, json, data, headers, token, accept, sink
                     )
         except _Retryable as exc:
             after = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
@@ -334,6 +338,7 @@ class HttpBase:
         headers: Mapping[str, str] | None,
         token: BearerToken | None,
         accept: Callable[[httpx.Response], bool] | None,
+        sink: Callable[[httpx.Response], Awaitable[None]] | None = None,
     ) -> httpx.Response:
         hdrs = dict(headers or {})
         async with self._semaphore:
@@ -347,7 +352,7 @@ class HttpBase:
                     self.limiter.sent(slot, time.monotonic())
 
             try:
-                response = await self._client.request(
+                built = self._client.build_request(
                     method,
                     url,
                     params=params,
@@ -356,6 +361,15 @@ class HttpBase:
                     headers=hdrs,
                     extensions={"trace": trace},
                 )
+                response = await self._client.send(built, stream=sink is not None)
+                if sink is not None:
+                    try:
+                        if response.is_success:
+                            await sink(response)
+                        else:
+                            await response.aread()
+                    finally:
+                        await response.aclose()
             except httpx.TimeoutException as exc:
                 raise _Retryable(f"timeout ({type(exc).__name__})") from None
             except httpx.TransportError as exc:

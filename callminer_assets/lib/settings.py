@@ -41,6 +41,20 @@ MAX_PAGES = 100_000
 POLL_INITIAL_S = 0.5
 POLL_MAX_S = 5.0
 POLL_TIMEOUT_S = 900.0
+BULK_POLL_INTERVAL_S = 60.0
+"""CallMiner asks Bulk Export clients to poll an execution no more often than this."""
+BULK_POLL_BUDGET_S = 7200.0
+"""An export still ``InProgress`` after this long is given up (the job is kept, named)."""
+BULK_SCOPE = "https://callminer.net/auth/platform-bulkexport"
+#: CALLMINER_REGION -> (Bulk Export API base, identity provider)
+BULK_REGIONS: dict[str, tuple[str, str]] = {
+    "US": ("https://api.callminer.net/bulkexport", "https://idp.callminer.net"),
+    "USF": ("https://apif.callminer.net/bulkexport", "https://idpf.callminer.net"),
+    "UK": ("https://apiuk.callminer.net/bulkexport", "https://idpuk.callminer.net"),
+    "AUS": ("https://apiaus.callminer.net/bulkexport", "https://idpaus.callminer.net"),
+    "CA": ("https://apica.callminer.net/bulkexport", "https://idpca.callminer.net"),
+    "EW": ("https://apiew.callminer.net/bulkexport", "https://idpew.callminer.net"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +130,91 @@ class CallMinerSettings:
             client_secret=env["CALLMINER_CLIENT_SECRET"],
             requests_per_second=env_number(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
             concurrency=int(env_number(env, "CALLMINER_CONCURRENCY", 8)),
+        )
+
+
+Backend = Literal["rest", "bulk"]
+
+
+def backend_from_env(env: Mapping[str, str] | None = None) -> Backend:
+    """``CALLMINER_BACKEND``: ``rest`` (default) or ``bulk``; anything else is a ConfigError."""
+    env = os.environ if env is None else env
+    value = (env.get("CALLMINER_BACKEND") or "rest").strip().lower()
+    if value not in ("rest", "bulk"):
+        raise ConfigError(f"CALLMINER_BACKEND must be rest or bulk, got {value!r}")
+    return "bulk" if value == "bulk" else "rest"
+
+
+def tenant_timezone(env: Mapping[str, str]) -> str:
+    """``CALLMINER_TENANT_TIMEZONE`` (an IANA zone), required by the bulk backend: the export's
+    ClientCaptureDate is tenant-local, and guessing the zone would move contacts across days."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    zone = (env.get("CALLMINER_TENANT_TIMEZONE") or "").strip()
+    if not zone:
+        raise ConfigError(
+            "CALLMINER_BACKEND=bulk needs CALLMINER_TENANT_TIMEZONE (e.g. America/New_York)"
+        )
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"CALLMINER_TENANT_TIMEZONE is not a known time zone: {zone!r}") from None
+    return zone
+
+
+@dataclass(frozen=True, slots=True)
+class BulkSettings:
+    """Where and how to talk to CallMiner's Bulk Export API, and how long to wait for it."""
+
+    auth_url: str
+    api_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    tenant_timezone: str = "UTC"
+    poll_interval_s: float = BULK_POLL_INTERVAL_S
+    poll_budget_s: float = BULK_POLL_BUDGET_S
+    requests_per_second: float = 5.0
+    concurrency: int = 2
+    timeout_s: float = 120.0
+    token_refresh_margin_s: float = TOKEN_REFRESH_MARGIN_S
+    scope: str = BULK_SCOPE
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        _check_rate(self.requests_per_second, self.concurrency, self.timeout_s, "CALLMINER")
+        if not (self.auth_url and self.api_url and self.client_id and self.client_secret):
+            raise ConfigError("Bulk Export settings need hosts, client id and client secret")
+        if self.poll_interval_s < 0 or not self.poll_budget_s > 0:
+            raise ConfigError("bulk poll interval must be >= 0 and its budget > 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BulkSettings | None:
+        """Settings from ``CALLMINER_*`` when ``CALLMINER_CLIENT_ID`` is set, else ``None``.
+
+        Hosts come from ``CALLMINER_REGION`` (US, USF, UK, AUS, CA, EW; default US);
+        ``CALLMINER_API_URL`` / ``CALLMINER_AUTH_URL`` override them.
+        """
+        env = os.environ if env is None else env
+        if not env.get("CALLMINER_CLIENT_ID"):
+            return None
+        if not env.get("CALLMINER_CLIENT_SECRET"):
+            raise ConfigError("CALLMINER_CLIENT_ID is set but CALLMINER_CLIENT_SECRET is not")
+        region = (env.get("CALLMINER_REGION") or "US").strip().upper()
+        if region not in BULK_REGIONS:
+            raise ConfigError(
+                f"CALLMINER_REGION must be one of {', '.join(BULK_REGIONS)}, got {region!r}"
+            )
+        api, idp = BULK_REGIONS[region]
+        return cls(
+            auth_url=env.get("CALLMINER_AUTH_URL") or idp,
+            api_url=env.get("CALLMINER_API_URL") or api,
+            client_id=env["CALLMINER_CLIENT_ID"],
+            client_secret=env["CALLMINER_CLIENT_SECRET"],
+            tenant_timezone=tenant_timezone(env),
+            poll_interval_s=env_number(
+                env, "CALLMINER_BULK_POLL_INTERVAL_SECONDS", BULK_POLL_INTERVAL_S
+            ),
+            poll_budget_s=env_number(env, "CALLMINER_BULK_POLL_BUDGET_SECONDS", BULK_POLL_BUDGET_S),
         )
 
 

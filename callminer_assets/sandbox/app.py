@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callminer_assets.kits import Kit, current_kits, evaluate
 from callminer_assets.lib.models import transcript_hash
+from callminer_assets.sandbox.bulk import BULK_PREFIX, BulkState, bulk_routes, bulk_switches
 from callminer_assets.sandbox.generator import DEFAULT_SEED, Generator, _h, _u
 
 Pagination = Literal["token", "offset", "bare"]
@@ -56,6 +57,8 @@ TRANSPORT_FAULTS: tuple[str, ...] = (
     "slow",
     "invalid_token",
 )
+#: Faults only ever injected on purpose (``state.inject``), never drawn at random.
+INJECTABLE_FAULTS: tuple[str, ...] = (*TRANSPORT_FAULTS, "429-bare")
 MAX_WINDOW_DAYS = 400
 
 
@@ -91,6 +94,11 @@ class SandboxConfig:
     sync_timeout_rate: float | None = None  # sync runs answered 504 + id; default 0 / 0.05
     async_polls: int = 1  # polls answered "running" before a run is finished
     malformed: bool | None = None  # malformed records + hostile strings; default: faults=hostile
+    bulk_job_seconds: float = 120.0  # sandbox seconds a Bulk Export execution takes
+    bulk_clock_speed: float = 600.0  # sandbox seconds per real second (compressible clock)
+    bulk_faults: tuple[str, ...] = ()  # BULK_FAULTS names switched on at start
+    bulk_repeat: int = 1  # large downloads: every contact exported this many times
+    tenant_timezone: str = "America/New_York"  # zone of the export's ClientCaptureDate
 
     @property
     def transport_faults(self) -> bool:
@@ -199,14 +207,16 @@ class SandboxState:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     idempotency: dict[str, str] = field(default_factory=dict, repr=False)
     request_count: int = 0
+    #: the Bulk Export API's jobs, executions and switches (``sandbox.bulk``)
+    bulk: BulkState = field(default_factory=BulkState)
     _recent: dict[str, deque[float]] = field(default_factory=dict, repr=False)
     _windows: dict[tuple[str, str, bool], list[Any]] = field(default_factory=dict, repr=False)
 
     # -- helpers for tests ----------------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, path: str | None = None) -> None:
-        """Force ``kind`` (a TRANSPORT_FAULTS name) on the next ``times`` requests under ``path``."""
-        if kind not in TRANSPORT_FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; choose from {TRANSPORT_FAULTS}")
+        """Force ``kind`` (an INJECTABLE_FAULTS name) on the next ``times`` requests under ``path``."""
+        if kind not in INJECTABLE_FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; choose from {INJECTABLE_FAULTS}")
         self.faults.forced.extend([(kind, path)] * times)
 
     def revoke_tokens(self) -> None:
@@ -317,19 +327,22 @@ class _FaultMiddleware:
 
         if f.latency_ms:
             await asyncio.sleep(f.latency_ms / 1000)
-        if path != "/oauth/token" and st._limited(service):
+        if path not in ("/oauth/token", "/connect/token") and st._limited(service):
             entry["fault"] = "rate_limit"
             await self._respond_429(scope, receive, logged_send, date_form=False)
             return
         kind = st._take_forced(path)
         if kind is None and f.transport and f.kinds and rng.random() < f.rate:
             kind = f.kinds[rng.randrange(len(f.kinds))]
-        if kind == "invalid_token" and not path.startswith("/v1/interactions"):
+        if kind == "invalid_token" and not path.startswith(("/v1/interactions", BULK_PREFIX)):
             kind = None
         if kind is not None:
             entry["fault"] = kind
             if kind == "slow":
                 await asyncio.sleep(f.slow_ms / 1000)
+            elif kind == "429-bare":  # CallMiner documents no Retry-After
+                await _json({"error": "rate_limited"}, 429)(scope, receive, logged_send)
+                return
             elif kind in ("429", "429-date"):
                 await self._respond_429(scope, receive, logged_send, date_form=kind == "429-date")
                 return
@@ -431,7 +444,20 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     """Build the sandbox app; ``app.state.sandbox`` is its ``SandboxState``."""
     cfg = config or SandboxConfig()
     gen = Generator(cfg.seed, cfg.per_day)
-    st = SandboxState(config=cfg, generator=gen, faults=FaultSwitches.from_config(cfg))
+    st = SandboxState(
+        config=cfg,
+        generator=gen,
+        faults=FaultSwitches.from_config(cfg),
+        bulk=BulkState(
+            bulk_switches(
+                cfg.bulk_faults,
+                job_seconds=cfg.bulk_job_seconds,
+                clock_speed=cfg.bulk_clock_speed,
+                repeat=cfg.bulk_repeat,
+                tenant_timezone=cfg.tenant_timezone,
+            )
+        ),
+    )
 
     def callminer_auth(request: Request) -> Response | None:
         tok = _bearer(request)
@@ -710,6 +736,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             Route("/v1/kits", list_kits, methods=["GET"]),
             Route("/v1/runs", start_run, methods=["POST"]),
             Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
+            *bulk_routes(st),
         ],
         middleware=[Middleware(_FaultMiddleware, state=st)],
     )
@@ -718,6 +745,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
 
 
 __all__ = [
+    "INJECTABLE_FAULTS",
     "TRANSPORT_FAULTS",
     "DroppedConnection",
     "FaultSwitches",

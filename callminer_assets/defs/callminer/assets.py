@@ -36,7 +36,14 @@ from callminer_assets.defs.resources import (
 )
 from callminer_assets.lib.holdpoint import hold
 from callminer_assets.lib.models import TranscriptFetch, Window
-from callminer_assets.lib.tables import INTERACTIONS, QUARANTINE, TRANSCRIPTS, UTTERANCES
+from callminer_assets.lib.tables import (
+    INTERACTIONS,
+    NATIVE_CATEGORIES,
+    NATIVE_SCORES,
+    QUARANTINE,
+    TRANSCRIPTS,
+    UTTERANCES,
+)
 from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
 from callminer_assets.transform.validate import validate_interactions
 from callminer_assets.warehouse.store import Warehouse
@@ -57,12 +64,16 @@ def _announce_source(context: dg.AssetExecutionContext, callminer: CallMinerReso
 
 async def _list_days(
     callminer: CallMinerResource, sandbox: SandboxResource, days: list[date], log: Any
-) -> dict[date, list[Any]]:
+) -> tuple[dict[date, list[Any]], tuple[pl.DataFrame, pl.DataFrame] | None]:
+    """Each day's raw records (one export for all of them on the bulk backend), plus
+    CallMiner's own scores and categories when the backend has them."""
     async with aclosing(callminer.source(sandbox, logger=log)) as source:
+        await source.prepare(days, fresh=True)
         listings = await asyncio.gather(
             *(source.list_interactions(Window.for_day(day)) for day in days)
         )
-    return dict(zip(days, listings, strict=True))
+        native = source.native_tables(days)
+    return dict(zip(days, listings, strict=True)), native
 
 
 @dg.multi_asset(
@@ -109,7 +120,7 @@ def interactions(
     _announce_source(context, callminer)
     days = partition_days(context)
     extracted_at = datetime.now(UTC)
-    listings = asyncio.run(_list_days(callminer, sandbox, days, context.log))
+    listings, native = asyncio.run(_list_days(callminer, sandbox, days, context.log))
     valid, refused = [], []
     for day, records in listings.items():
         result = validate_interactions(records, Window.for_day(day), extracted_at)
@@ -127,7 +138,9 @@ def interactions(
     if INTERACTIONS_KEY in selected:
         wh.replace(INTERACTIONS, frame, {"interaction_date": days}, publish=False)
     # Refused records are stored even when only interactions were selected: never dropped.
+    natives = _store_native(wh, native, days, selected) if native is not None else []
     wh.replace(QUARANTINE, quarantine, {"interaction_date": days, "source": ["interaction"]})
+    yield from natives
     if INTERACTIONS_KEY in selected:
         yield dg.MaterializeResult(
             asset_key=INTERACTIONS_KEY,
@@ -149,6 +162,27 @@ def interactions(
     yield from _selected(context, interaction_check_results(frame, _stored_elsewhere(wh, frame)))
 
 
+def _store_native(
+    wh: Warehouse,
+    native: tuple[pl.DataFrame, pl.DataFrame],
+    days: list[date],
+    selected: Any,
+) -> list[dg.MaterializeResult]:
+    """CallMiner's own scores and categories, replaced per day like the interactions
+    (published with the quarantine write that follows)."""
+    results: list[dg.MaterializeResult] = []
+    for key, table, frame in (
+        (NATIVE_SCORES_KEY, NATIVE_SCORES, native[0]),
+        (NATIVE_CATEGORIES_KEY, NATIVE_CATEGORIES, native[1]),
+    ):
+        if key in selected:
+            wh.replace(table, frame, {"interaction_date": days}, publish=False)
+            results.append(
+                dg.MaterializeResult(asset_key=key, metadata=table_metadata(table, frame))
+            )
+    return results
+
+
 class TranscriptsConfig(dg.Config):
     """Run config of ``callminer/transcripts``."""
 
@@ -167,10 +201,22 @@ def _stored_elsewhere(wh: Warehouse, frame: pl.DataFrame) -> list[str]:
 
 
 async def _fetch(
-    callminer: CallMinerResource, sandbox: SandboxResource, ids: list[str], log: Any
+    callminer: CallMinerResource,
+    sandbox: SandboxResource,
+    days: list[date],
+    ids: list[str],
+    log: Any,
 ) -> list[TranscriptFetch]:
     async with aclosing(callminer.source(sandbox, logger=log)) as source:
+        await source.prepare(days, fresh=False)
         return list(await source.fetch_transcripts(ids))
+
+
+async def _release(
+    callminer: CallMinerResource, sandbox: SandboxResource, days: list[date], log: Any
+) -> None:
+    async with aclosing(callminer.source(sandbox, logger=log)) as source:
+        await source.release(days)
 
 
 @dg.multi_asset(
@@ -220,17 +266,16 @@ def transcripts(
             & pl.col("interaction_id").is_in(frame["interaction_id"].implode())
         )["interaction_id"].to_list()
     )
-    to_fetch = (
-        frame
-        if config.refetch_available
-        else frame.filter(~pl.col("interaction_id").is_in(list(stored)))
-    )
+    # A bulk export already holds every transcript (and a re-processed contact's new one):
+    # "fetching" them again is free, and replaces an older version's utterances whole.
+    refetch = config.refetch_available or callminer.backend == "bulk"
+    to_fetch = frame if refetch else frame.filter(~pl.col("interaction_id").is_in(list(stored)))
     ids = to_fetch["interaction_id"].to_list()
     context.log.info(
         f"{len(days)} day(s): fetching {len(ids)} transcripts, "
         f"{len(stored)} already stored as available"
     )
-    fetches = asyncio.run(_fetch(callminer, sandbox, ids, context.log)) if ids else []
+    fetches = asyncio.run(_fetch(callminer, sandbox, days, ids, context.log)) if ids else []
     fresh = normalise_transcripts(
         to_fetch,
         fetches,
@@ -262,6 +307,8 @@ def transcripts(
     if UTTERANCES_KEY in selected:
         wh.replace(UTTERANCES, result.utterances, where, publish=False)
     wh.replace(QUARANTINE, result.quarantine, {**where, "source": ["transcript", "utterance"]})
+    # Only now, with everything committed, may the source drop its copy (bulk: the export).
+    asyncio.run(_release(callminer, sandbox, days, context.log))
     status = counts_by(result.transcripts, "status")
     if TRANSCRIPTS_KEY in selected:
         yield dg.MaterializeResult(
