@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -55,7 +54,7 @@ def _z(moment: datetime) -> str:
 
 
 class BulkExportClient:
-    """Async Bulk Export client over ``HttpBase`` (``async with`` inside one event loop)."""
+    """Async Bulk Export client over ``HttpBase`` (one event loop; ``aclose`` when done)."""
 
     def __init__(
         self,
@@ -71,17 +70,6 @@ class BulkExportClient:
             self.auth_http, self.http, settings, path="/connect/token", scope=settings.scope
         )
         self.log = self.http.log
-
-    async def __aenter__(self) -> BulkExportClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self.http.aclose()
