@@ -79,7 +79,12 @@ QUARANTINE = _t(
     "one row per record refused",
     "interaction_date",
     ("interaction_date", "DATE", "the partition the record was refused in"),
-    ("source", "VARCHAR", "interaction / transcript / utterance"),
+    (
+        "source",
+        "VARCHAR",
+        "interaction / transcript / utterance / evaluation (a Semarize value its column "
+        "cannot hold; record_id = run id)",
+    ),
     ("record_id", "VARCHAR", "the record's id when it had one"),
     ("reason", "VARCHAR", "why it was refused, e.g. missing id, unknown channel 'fax'"),
     ("payload", "VARCHAR", "JSON text of the record exactly as received"),

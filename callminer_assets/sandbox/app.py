@@ -209,6 +209,8 @@ class SandboxState:
     request_count: int = 0
     #: the Bulk Export API's jobs, executions and switches (``sandbox.bulk``)
     bulk: BulkState = field(default_factory=BulkState)
+    #: test hook: rewrites each run as served (hostile results: out-of-range values)
+    run_rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = field(default=None, repr=False)
     _recent: dict[str, deque[float]] = field(default_factory=dict, repr=False)
     _windows: dict[tuple[str, str, bool], list[Any]] = field(default_factory=dict, repr=False)
 
@@ -632,7 +634,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         elif run["status"] == "failed":
             view["error"] = run["error"]
             view["usage"] = run["usage"]
-        return view
+        return view if st.run_rewrite is None else st.run_rewrite(view)
 
     def finish(run: dict[str, Any]) -> None:
         run["status"] = run["final_status"]

@@ -7,14 +7,20 @@ again unless the user asks to re-score.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
+from typing import Any
 
 import polars as pl
 
-from callminer_assets.lib.models import EvalOutcome, EvalRequest
-from callminer_assets.lib.tables import EVALUATIONS
+from callminer_assets.lib.models import Brick, EvalOutcome, EvalRequest
+from callminer_assets.lib.tables import EVALUATIONS, QUARANTINE
 from callminer_assets.transform.frames import clean_text, frame_from_rows, safe_json
+
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def plan_requests(
@@ -66,6 +72,78 @@ def plan_requests(
 def _text(value: str | None) -> str | None:
     """Server-supplied text, storable whatever it holds (lone surrogates become U+FFFD)."""
     return None if value is None else clean_text(str(value))
+
+
+def _utterance_index_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be an ``INTEGER`` utterance position, or ``None`` if it can."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"evidence utterance_index {value!r:.40} is not a number"
+    if isinstance(value, float) and not value.is_integer():
+        return f"evidence utterance_index {value!r:.40} is not a whole number"
+    if not 0 <= value <= INT32_MAX:
+        return f"evidence utterance_index {value!r:.40} out of range 0..{INT32_MAX} (INTEGER)"
+    return None
+
+
+def _screen_brick(brick: Brick) -> tuple[Brick, list[str]]:
+    """The brick with every value its columns cannot hold set to NULL, and why."""
+    reasons: list[str] = []
+    confidence = brick.confidence
+    if confidence is not None and not (math.isfinite(confidence) and 0 <= confidence <= 1):
+        reasons.append(f"confidence {confidence!r:.40} is not a finite number in 0..1")
+        confidence = None
+    evidence = []
+    for item in brick.evidence:
+        problem = _utterance_index_problem(item.get("utterance_index"))
+        if problem is not None:
+            reasons.append(problem)
+            item = {**item, "utterance_index": None}
+        evidence.append(item)
+    return Brick(brick.value, confidence, tuple(evidence)), reasons
+
+
+def screen(
+    outcomes: Iterable[EvalOutcome], dates: Mapping[str, date], quarantined_at: datetime
+) -> tuple[list[EvalOutcome], pl.DataFrame]:
+    """Outcomes whose values all fit their warehouse columns, plus quarantine rows.
+
+    A hostile or broken Semarize answer (an ``utterance_index`` of 2**31, a NaN confidence,
+    a token count beyond BIGINT) must not crash the step or the findings built from it: the
+    offending value is stored as NULL, and the brick as received lands in
+    ``callminer.quarantine`` (source ``evaluation``, ``record_id`` = the run id) with its
+    reason. The rest of the run is kept: it was paid for.
+    """
+    kept: list[EvalOutcome] = []
+    rows: list[dict[str, Any]] = []
+    for o in outcomes:
+        refused: list[tuple[str, Any, list[str]]] = []  # (what, as received, reasons)
+        tokens = o.input_tokens
+        if tokens is not None and not INT64_MIN <= tokens <= INT64_MAX:
+            refused.append(("input_tokens", tokens, ["input_tokens out of range for BIGINT"]))
+            tokens = None
+        bricks = {}
+        for name, brick in o.bricks.items():
+            bricks[name], reasons = _screen_brick(brick)
+            if reasons:
+                refused.append((clean_text(name), dataclasses.asdict(brick), reasons))
+        kept.append(dataclasses.replace(o, bricks=bricks, input_tokens=tokens))
+        iid, kit = o.request.interaction_id, o.request.kit_code
+        rows.extend(
+            {
+                "interaction_date": dates[iid],
+                "source": "evaluation",
+                "record_id": _text(o.run_id) or iid,
+                "reason": f"{kit}/{what}: " + "; ".join(reasons),
+                "payload": safe_json(
+                    {"interaction_id": iid, "kit_code": kit, what: received}, lossless=True
+                ),
+                "quarantined_at": quarantined_at,
+            }
+            for what, received, reasons in refused
+        )
+    return kept, frame_from_rows(QUARANTINE, rows)
 
 
 def outcome_rows(

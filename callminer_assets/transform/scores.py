@@ -196,9 +196,8 @@ def compliance_findings(evaluations: pl.DataFrame, interactions: pl.DataFrame) -
                     brick,
                     passed,
                     item.get("quote"),
-                    int(idx)
-                    if isinstance(idx, int | float) and not isinstance(idx, bool)
-                    else None,
+                    # stored before quarantine screened it (evaluations): NULL, not a crash
+                    _typed(idx, pl.Int32()),
                 )
             )
     return pl.DataFrame(out, schema=FINDINGS_SCHEMA, orient="row").sort(

@@ -11,7 +11,7 @@ from callminer_assets.lib.models import Brick, EvalOutcome, EvalRequest
 from callminer_assets.lib.tables import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
 from callminer_assets.transform import evaluations as ev
 from callminer_assets.transform.frames import frame_from_rows
-from callminer_assets.transform.scores import score_interactions
+from callminer_assets.transform.scores import compliance_findings, score_interactions
 
 DAY = date(2025, 1, 14)
 KITS = {"qa_compliance": "TCPA-v2026.1", "agent_wellbeing": "AW-v2026.1"}
@@ -128,3 +128,52 @@ def test_runs_paid_under_another_day_move_with_a_moved_interaction() -> None:
     assert ev.plan_requests(transcripts, _interactions(1), moved, KITS) == []
     kept = ev.merge(moved, frame_from_rows(EVALUATIONS, []), transcripts, list(KITS))
     assert kept.height == len(KITS)
+
+
+def test_values_no_column_can_hold_are_screened_into_quarantine() -> None:
+    request = EvalRequest("I0", "qa_compliance", "TCPA-v2026.1", "agent: hi")
+    bricks = {
+        "nan": Brick(True, float("nan")),
+        "inf": Brick(True, float("inf")),
+        "fine": Brick(True, 0.9, ({"quote": "q", "utterance_index": 3},)),
+        "half": Brick(True, 0.9, ({"quote": "q", "utterance_index": 2.5},)),
+        "negative": Brick(True, 0.9, ({"quote": "q", "utterance_index": -1},)),
+        "text": Brick(True, 0.9, ({"quote": "q", "utterance_index": "3"},)),
+    }
+    outcome = EvalOutcome(request, "succeeded", "run_9", "TCPA-v2026.1", bricks)
+    (kept,), refused = ev.screen([outcome], {"I0": DAY}, datetime.now(UTC))
+    assert {b: kept.bricks[b].confidence for b in ("nan", "inf", "fine")} == {
+        "nan": None,
+        "inf": None,
+        "fine": 0.9,
+    }
+    indexes = {
+        b: kept.bricks[b].evidence[0]["utterance_index"] for b in bricks if b not in ("nan", "inf")
+    }
+    assert indexes == {"fine": 3, "half": None, "negative": None, "text": None}
+    assert sorted(refused["reason"].to_list()) == [
+        "qa_compliance/half: evidence utterance_index 2.5 is not a whole number",
+        "qa_compliance/inf: confidence inf is not a finite number in 0..1",
+        "qa_compliance/nan: confidence nan is not a finite number in 0..1",
+        "qa_compliance/negative: evidence utterance_index -1 out of range 0..2147483647 (INTEGER)",
+        "qa_compliance/text: evidence utterance_index '3' is not a number",
+    ]
+    assert set(refused["record_id"]) == {"run_9"} and set(refused["source"]) == {"evaluation"}
+    rows = ev.outcome_rows([kept], {"I0": DAY}, datetime.now(UTC))
+    assert rows.height == len(bricks)
+
+
+def test_findings_from_an_unscreened_stored_index_do_not_overflow() -> None:
+    """Rows stored before screening existed: the finding lands with utterance_index NULL."""
+    request = EvalRequest("I0", "qa_compliance", "TCPA-v2026.1", "agent: hi")
+    evidence = ({"quote": "q", "utterance_index": 2**31},)
+    outcome = EvalOutcome(
+        request,
+        "succeeded",
+        "run_1",
+        "TCPA-v2026.1",
+        {"recording_disclosure": Brick(False, 0.9, evidence)},
+    )
+    stored = ev.outcome_rows([outcome], {"I0": DAY}, datetime.now(UTC))
+    findings = compliance_findings(stored, _interactions(1))
+    assert findings.select("quote", "utterance_index").rows() == [("q", None)]

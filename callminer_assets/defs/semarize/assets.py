@@ -16,8 +16,9 @@ from callminer_assets.defs.resources import SandboxResource, SemarizeResource, W
 from callminer_assets.kits import current_kits
 from callminer_assets.lib.models import EvalRequest
 from callminer_assets.lib.semarize import EvalBatch, EvaluationAborted
-from callminer_assets.lib.tables import EVALUATIONS, INTERACTIONS, TRANSCRIPTS
+from callminer_assets.lib.tables import EVALUATIONS, INTERACTIONS, QUARANTINE, TRANSCRIPTS
 from callminer_assets.transform import evaluations as ev
+from callminer_assets.warehouse.store import Warehouse
 
 EVALUATION_CHECKS = [
     dg.AssetCheckSpec(
@@ -40,6 +41,23 @@ async def _evaluate(
 ) -> EvalBatch:
     async with semarize.client(sandbox, logger=log) as client:
         return await client.evaluate_many(requests)
+
+
+def _store_refused(
+    wh: Warehouse, refused: pl.DataFrame, frame: pl.DataFrame, where: dict[str, Any]
+) -> None:
+    """Quarantine rows of this step: the stored ones of runs still kept, plus ``refused``.
+
+    Runs already paid for are not fetched again, so their quarantined values must survive a
+    re-run; rows of runs that were replaced (re-scored, transcript changed) go with them.
+    """
+    q_where = {**where, "source": ["evaluation"]}
+    kept_runs = frame.select(pl.coalesce("run_id", "interaction_id")).to_series()
+    stored = wh.read(QUARANTINE, q_where).filter(
+        pl.col("record_id").is_in(kept_runs.implode())
+        & ~pl.col("record_id").is_in(refused["record_id"].implode())
+    )
+    wh.replace(QUARANTINE, pl.concat([stored, refused]), q_where)
 
 
 @dg.asset(
@@ -92,9 +110,12 @@ def evaluations(
     except EvaluationAborted as exc:  # the key was refused: keep what was already paid for
         batch, aborted = exc.completed, exc
     dates = dict(transcripts.select("interaction_id", "interaction_date").iter_rows())
-    new = ev.outcome_rows(batch, dates, datetime.now(UTC))
+    now = datetime.now(UTC)
+    outcomes, refused = ev.screen(batch, dates, now)
+    new = ev.outcome_rows(outcomes, dates, now)
     frame = ev.merge(existing, new, transcripts, list(kits))
-    wh.replace(EVALUATIONS, frame, where)
+    wh.replace(EVALUATIONS, frame, where, publish=False)
+    _store_refused(wh, refused, frame, where)
     if aborted is not None:
         raise aborted
     if batch.unresolved:
