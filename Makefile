@@ -8,9 +8,10 @@ END    ?= 2025-06-30
 # 150 ms is a remote SaaS round trip; at 40 ms a sequential client already gets 23 req/s,
 # so no client can be more than 50 / 23 = 2.2x faster under a 50 req/s limit.
 BENCH_LATENCY_MS ?= 150
+REPORTS_DIR ?= data/reports
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: help run test dev bench webhook sandbox lint fmt clean
+.PHONY: help run test dev bench webhook sandbox report screenshot lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +44,18 @@ webhook: $(STAMP) ## the real-time events listener on :8787 (needs CALLMINER_WEB
 
 sandbox: $(STAMP) ## the sandbox as a real HTTP server on :8700
 	$(BIN)/python -m callminer_assets.sandbox --port 8700
+
+# The newest REPORTS_DIR/YYYY-MM.html (file names sort by month).
+LATEST_REPORT = $(lastword $(sort $(wildcard $(REPORTS_DIR)/????-??.html)))
+
+report: ## print the latest monthly report's path (and open it on a desktop)
+	@test -n "$(LATEST_REPORT)" || { echo "no report under $(REPORTS_DIR) yet: run \`make run\`"; exit 1; }
+	@echo "$(abspath $(LATEST_REPORT))"
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] && command -v xdg-open >/dev/null; then xdg-open "$(LATEST_REPORT)" >/dev/null 2>&1 & fi
+
+screenshot: $(STAMP) ## docs/report.png from the latest report, via headless Chromium
+	@test -n "$(LATEST_REPORT)" || { echo "no report under $(REPORTS_DIR) yet: run \`make run\`"; exit 1; }
+	$(BIN)/python -m callminer_assets.analytics.browser $(LATEST_REPORT) --screenshot docs/report.png --width 1100 --scale 0.7 --max-height 6000
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff format --check callminer_assets tests benchmarks

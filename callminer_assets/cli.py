@@ -73,8 +73,14 @@ def _whole_months(chunks: list[tuple[date, date]]) -> list[str]:
 
 
 def run(start: date, end: date) -> bool:
-    """Days (one run per month of days), then whole months, then the models; False on a failure."""
-    from callminer_assets.definitions import DAILY_ASSETS, MONTHLY_ASSETS, UNPARTITIONED_ASSETS
+    """Days (one run per month of days), whole months, the models, the months' reports;
+    False on a failure."""
+    from callminer_assets.definitions import (
+        DAILY_ASSETS,
+        MONTHLY_ASSETS,
+        REPORT_ASSETS,
+        UNPARTITIONED_ASSETS,
+    )
 
     instance = dg.DagsterInstance.get()
     if done := recover(instance):  # a killed earlier run must not wedge this one
@@ -101,6 +107,11 @@ def run(start: date, end: date) -> bool:
     ok = _materialize(
         dg.AssetSelection.assets(*UNPARTITIONED_ASSETS), instance, {"callminer/trigger": "cli"}
     )
+    if ok and months:
+        print(f"== monthly reports {months[0]} .. {months[-1]}", flush=True)
+        ok = _materialize(
+            dg.AssetSelection.assets(*REPORT_ASSETS), instance, _range_tags(months[0], months[-1])
+        )
     print(f"== done in {time.monotonic() - t0:.0f} s\n", flush=True)
     return ok
 

@@ -14,6 +14,7 @@ from callminer_assets.defs.analytics.assets import (
     MONTHLY_KEYS,
     UNPARTITIONED_KEYS,
 )
+from callminer_assets.defs.analytics.report import monthly_report
 from callminer_assets.defs.automation import automation_sensor
 from callminer_assets.defs.callminer.assets import interactions, transcripts
 from callminer_assets.defs.keys import (
@@ -22,6 +23,7 @@ from callminer_assets.defs.keys import (
     NATIVE_CATEGORIES_KEY,
     NATIVE_SCORES_KEY,
     QUARANTINE_KEY,
+    REPORT_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
 )
@@ -43,8 +45,16 @@ DAILY_ASSETS: list[dg.AssetKey] = [
 ]
 MONTHLY_ASSETS: list[dg.AssetKey] = list(MONTHLY_KEYS)
 UNPARTITIONED_ASSETS: list[dg.AssetKey] = list(UNPARTITIONED_KEYS)
+# Monthly, but read the attrition risk too: run after the model.
+REPORT_ASSETS: list[dg.AssetKey] = [REPORT_KEY]
 
-ALL_ASSETS: list[dg.AssetsDefinition] = [interactions, transcripts, evaluations, *ANALYTICS_ASSETS]
+ALL_ASSETS: list[dg.AssetsDefinition] = [
+    interactions,
+    transcripts,
+    evaluations,
+    *ANALYTICS_ASSETS,
+    monthly_report,
+]
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,

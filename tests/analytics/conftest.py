@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from callminer_assets.analytics.browser import find_chromium
+
+
+def require_chromium() -> str:
+    """Debian's chromium (`.ci/run` installs it): required on CI, a skip elsewhere."""
+    path = find_chromium()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed: apt-get install -y chromium")
+    return path
+
+
+@pytest.fixture
+def chromium() -> str:
+    return require_chromium()
 
 
 class Receiver:

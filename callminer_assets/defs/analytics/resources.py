@@ -15,6 +15,7 @@ from callminer_assets.lib.settings import env_number
 
 DEFAULT_ROSTER_PATH = "data/agent_roster.csv"
 DEFAULT_MODELS_DIR = "data/models"
+DEFAULT_REPORTS_DIR = "data/reports"
 
 
 class AnalyticsResource(dg.ConfigurableResource):
@@ -26,11 +27,12 @@ class AnalyticsResource(dg.ConfigurableResource):
     roster_path: str = DEFAULT_ROSTER_PATH
     models_dir: str = DEFAULT_MODELS_DIR
     exports_dir: str = DEFAULT_EXPORTS_DIR
+    reports_dir: str = DEFAULT_REPORTS_DIR
 
 
 def build_analytics_resource(env: Mapping[str, str] | None = None) -> AnalyticsResource:
     """``SLACK_WEBHOOK_URL``, ``COMPLIANCE_ALERT_THRESHOLD``, ``FEATURES_MIN_INTERACTIONS``,
-    ``AGENT_ROSTER_PATH``, ``MODELS_DIR``, ``EXPORTS_DIR``: all optional."""
+    ``AGENT_ROSTER_PATH``, ``MODELS_DIR``, ``EXPORTS_DIR``, ``REPORTS_DIR``: all optional."""
     env = os.environ if env is None else env
     threshold = env_number(env, "COMPLIANCE_ALERT_THRESHOLD", DEFAULT_THRESHOLD)
     if not 0 <= threshold <= 1:
@@ -43,4 +45,5 @@ def build_analytics_resource(env: Mapping[str, str] | None = None) -> AnalyticsR
         roster_path=env.get("AGENT_ROSTER_PATH") or DEFAULT_ROSTER_PATH,
         models_dir=env.get("MODELS_DIR") or DEFAULT_MODELS_DIR,
         exports_dir=env.get("EXPORTS_DIR") or DEFAULT_EXPORTS_DIR,
+        reports_dir=env.get("REPORTS_DIR") or DEFAULT_REPORTS_DIR,
     )

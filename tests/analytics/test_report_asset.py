@@ -1,0 +1,114 @@
+"""`analytics/monthly_report` as Dagster runs it: one materialisation per month with that month's
+figures, and the file `python -m callminer_assets run` leaves renders in Chromium."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from callminer_assets.analytics.browser import inspect_page
+from callminer_assets.defs.keys import REPORT_KEY
+from callminer_assets.lib.tables import (
+    AGENT_MONTHLY_FEATURES,
+    AGENT_ROSTER,
+    ATTRITION_RISK,
+    CHANNEL_CONSISTENCY,
+    COMPLIANCE_FINDINGS,
+    INTERACTION_SCORES,
+    INTERACTIONS,
+)
+from callminer_assets.warehouse.store import Warehouse
+from tests.analytics.conftest import require_chromium
+from tests.analytics.report_sample import HOSTILE_QUOTE, frame, sample
+from tests.defs.helpers import REPO, env_without_credentials, materialize, range_tags
+
+
+def _seed(wh: Warehouse, month: date, n: int) -> None:
+    data = sample(month, n=n)
+    days = {"interaction_date": data.scores["interaction_date"].unique().to_list()}
+    wh.replace(
+        INTERACTIONS,
+        frame(
+            INTERACTIONS,
+            data.scores.select("interaction_id", "interaction_date", "channel").to_dicts(),
+        ),
+        days,
+    )
+    wh.replace(INTERACTION_SCORES, data.scores, days)
+    wh.replace(COMPLIANCE_FINDINGS, data.findings, days)
+    wh.replace(CHANNEL_CONSISTENCY, data.consistency, {"month": [month]})
+    wh.replace(AGENT_MONTHLY_FEATURES, data.features, {"month": [month]})
+    wh.replace(ATTRITION_RISK, data.risk, {})
+    wh.replace(AGENT_ROSTER, data.roster, {})
+
+
+def _materializations(instance: dg.DagsterInstance) -> dict[str, dg.AssetMaterialization]:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=REPORT_KEY), limit=10
+    ).records
+    return {str(r.asset_materialization.partition): r.asset_materialization for r in records}
+
+
+def test_a_range_run_records_each_month_with_its_own_figures(tmp_path: Path) -> None:
+    db, reports = tmp_path / "wh" / "warehouse.duckdb", tmp_path / "reports"
+    wh = Warehouse(db)
+    _seed(wh, date(2025, 1, 1), n=40)
+    _seed(wh, date(2025, 2, 1), n=24)  # risk (stored for the newest month only) is February's
+    env = {"DUCKDB_PATH": str(db), "REPORTS_DIR": str(reports)}
+    with dg.instance_for_test() as instance:
+        result = materialize(
+            instance, env, ["analytics/monthly_report"], tags=range_tags("2025-01-01", "2025-02-01")
+        )
+        assert result.success
+        by_month = _materializations(instance)
+    assert sorted(by_month) == ["2025-01-01", "2025-02-01"]  # one each, none range-wide
+    jan, feb = by_month["2025-01-01"].metadata, by_month["2025-02-01"].metadata
+    assert (jan["interactions"].value, feb["interactions"].value) == (40, 24)
+    assert Path(str(jan["path"].value)) == reports / "2025-01.html"
+    assert Path(str(feb["path"].value)) == reports / "2025-02.html"
+    assert "January 2025" in str(jan["summary"].value)
+    assert "scored for 2025-02 only" in str(jan["summary"].value)
+    assert "intervene" in str(feb["summary"].value) and feb["agents_scored"].value == 12
+    everything = " ".join(str(v.value) for m in (jan, feb) for v in m.values())
+    assert "last chance" not in everything and HOSTILE_QUOTE not in everything
+    assert sorted(p.name for p in reports.iterdir()) == ["2025-01.html", "2025-02.html"]
+
+
+@pytest.mark.timeout(480)
+def test_the_headless_run_ends_with_the_months_report_rendered_cleanly(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    reports = tmp_path / "reports"
+    env = env_without_credentials(
+        DAGSTER_HOME=str(home),
+        DUCKDB_PATH=str(tmp_path / "wh" / "warehouse.duckdb"),
+        SANDBOX_PER_DAY="2",
+        REPORTS_DIR=str(reports),
+        EXPORTS_DIR=str(tmp_path / "exports"),
+        MODELS_DIR=str(tmp_path / "models"),
+        AGENT_ROSTER_PATH=str(tmp_path / "roster.csv"),
+    )
+    cmd = [sys.executable, "-m", "callminer_assets", "run", "--start", "2025-01-01"]
+    proc = subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
+        [*cmd, "--end", "2025-01-31"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert [p.name for p in reports.iterdir()] == ["2025-01.html"]
+
+    require_chromium()
+    page = inspect_page(reports / "2025-01.html", max_height=600)
+    assert page.errors == [] and page.requests == []
+    # one month of history trains no model: the three other views are drawn, none empty
+    assert [c["name"] for c in page.charts] == ["volumes", "compliance", "consistency"]
+    assert page.empty_charts() == []
