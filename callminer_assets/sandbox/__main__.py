@@ -13,7 +13,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from callminer_assets.sandbox.app import TRANSPORT_FAULTS, SandboxConfig
+from callminer_assets.sandbox.app import INJECTABLE_FAULTS, SandboxConfig
+from callminer_assets.sandbox.bulk import BULK_FAULTS, BULK_PREFIX
 from callminer_assets.sandbox.server import serve
 
 
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fault-kinds",
         default=",".join(d.fault_kinds),
-        help="comma-separated faults to draw from (e.g. 429 for rate limiting only)",
+        help="comma-separated faults to draw from (e.g. 429 for rate limiting only; "
+        "429-bare is a 429 without Retry-After, as CallMiner documents it)",
     )
     p.add_argument(
         "--latency-ms", type=int, default=d.latency_ms, help="latency added to every request"
@@ -78,13 +80,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-id", default=d.client_id, help="accepted OAuth client id")
     p.add_argument("--client-secret", default=d.client_secret, help="accepted OAuth client secret")
     p.add_argument("--semarize-key", default=d.semarize_key, help="accepted Semarize API key")
+    bulk = p.add_argument_group(
+        "Bulk Export API",
+        f"served under {BULK_PREFIX} (token: POST /connect/token with the bulk-export scope); "
+        f"point CALLMINER_API_URL at <url>{BULK_PREFIX} and CALLMINER_AUTH_URL at <url>",
+    )
+    bulk.add_argument(
+        "--bulk-job-seconds",
+        type=float,
+        default=d.bulk_job_seconds,
+        help="sandbox seconds an export execution stays InProgress",
+    )
+    bulk.add_argument(
+        "--bulk-clock-speed",
+        type=float,
+        default=d.bulk_clock_speed,
+        help="sandbox seconds per real second (compressible clock: 60000 makes '60 s' 1 ms)",
+    )
+    bulk.add_argument(
+        "--bulk-fault",
+        action="append",
+        choices=BULK_FAULTS,
+        default=[],
+        help="switch a Bulk Export fault on (repeatable); transport faults (429 with/without "
+        "Retry-After, 500/504, 401) come from --faults/--fault-kinds like the REST ones",
+    )
+    bulk.add_argument(
+        "--bulk-repeat",
+        type=int,
+        default=d.bulk_repeat,
+        help="large download: export every contact this many times (new ids)",
+    )
+    bulk.add_argument(
+        "--tenant-timezone",
+        default=d.tenant_timezone,
+        help="time zone of the export's ClientCaptureDate",
+    )
     p.add_argument("--log-level", default="warning", help="uvicorn log level")
     return p
 
 
 def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
     kinds = tuple(k for k in ns.fault_kinds.split(",") if k)
-    unknown = sorted(set(kinds) - set(TRANSPORT_FAULTS))
+    unknown = sorted(set(kinds) - set(INJECTABLE_FAULTS))
     if unknown:
         build_parser().error(f"unknown --fault-kinds {', '.join(unknown)}")
     return SandboxConfig(
@@ -105,6 +143,11 @@ def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
         client_id=ns.client_id,
         client_secret=ns.client_secret,
         semarize_key=ns.semarize_key,
+        bulk_job_seconds=ns.bulk_job_seconds,
+        bulk_clock_speed=ns.bulk_clock_speed,
+        bulk_faults=tuple(ns.bulk_fault),
+        bulk_repeat=ns.bulk_repeat,
+        tenant_timezone=ns.tenant_timezone,
     )
 
 

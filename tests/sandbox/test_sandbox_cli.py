@@ -69,5 +69,10 @@ def test_cli_help_documents_every_flag() -> None:
         "--latency-ms",
         "--client-id",
         "--semarize-key",
+        "--bulk-job-seconds",
+        "--bulk-clock-speed",
+        "--bulk-fault",
+        "--bulk-repeat",
+        "--tenant-timezone",
     ):
         assert flag in out
