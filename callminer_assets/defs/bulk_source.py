@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
@@ -32,6 +33,7 @@ from callminer_assets.lib.settings import BulkSettings
 from callminer_assets.transform.bulk import (
     DATA_TYPES,
     StagedExport,
+    contact_days,
     contact_records,
     native_frames,
     stage_export,
@@ -138,6 +140,30 @@ class BulkSource:
         shutil.rmtree(target, ignore_errors=True)
         if self._staged is not None and self._staged.directory == target:
             self._staged = None
+
+    async def start_changes(self, since: datetime, until: datetime) -> str:
+        """A ``NewAndUpdated`` Contacts export of the whole UTC days over ``[since, until]``
+        (the polling sensor's change feed); returns its job id."""
+        start, end = day_range([since.astimezone(UTC).date(), until.astimezone(UTC).date()])
+        return await self.client.create_job(
+            start, end, mode="NewAndUpdated", data_types=("Contacts",)
+        )
+
+    async def changed_days(self, job_id: str, since: datetime) -> list[date] | None:
+        """UTC days with a contact modified since ``since``, once the change export is done
+        (None while it runs; ``ExportFailed`` if it failed). The change export is deleted
+        afterwards: nothing of it is stored, the runs it triggers export their days whole."""
+        execution = await self.client.status(job_id)
+        if execution is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="callminer-changes-") as tmp:
+            path = await self.client.download(execution, Path(tmp) / "changes.zip")
+            staged = stage_export(
+                path, Path(tmp) / "staged", self.settings.tenant_timezone, ("Contacts",)
+            )
+            days = contact_days(staged, since)
+        await self.client.delete(execution)
+        return days
 
     async def aclose(self) -> None:
         await self.client.aclose()

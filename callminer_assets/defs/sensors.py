@@ -22,6 +22,7 @@ has a run of the same sensor. Settings come from the environment (see ``SensorSe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from typing import Any
 
 import dagster as dg
 
+from callminer_assets.defs.bulk_source import BulkSource
 from callminer_assets.defs.keys import (
     INTERACTIONS_KEY,
     QUARANTINE_KEY,
@@ -40,8 +42,13 @@ from callminer_assets.defs.keys import (
     UTTERANCES_KEY,
 )
 from callminer_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, daily_partitions
-from callminer_assets.defs.resources import WarehouseResource
-from callminer_assets.lib.settings import env_number
+from callminer_assets.defs.resources import (
+    CallMinerResource,
+    SandboxResource,
+    WarehouseResource,
+)
+from callminer_assets.lib.errors import ExportFailed
+from callminer_assets.lib.settings import backend_from_env, env_number
 from callminer_assets.warehouse.store import connect_published
 from callminer_assets.webhook.inbox import (
     INBOX_ENV,
@@ -216,12 +223,16 @@ def build_poll_sensor(
         ),
         tags={TRIGGER_TAG: "poll"},
     )
-    def callminer_poll_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def callminer_poll_sensor(
+        context: dg.SensorEvaluationContext, callminer: CallMinerResource, sandbox: SandboxResource
+    ) -> dg.SensorResult:
         now = clock().astimezone(UTC)
         state = _load_cursor(context.cursor)
         cursor_at = datetime.fromisoformat(state["hwm"]) if "hwm" in state else None
         if cursor_at is not None and cursor_at > now:
             cursor_at = now  # a clock step backwards must not hide days
+        if callminer.backend == "bulk":
+            return asyncio.run(_bulk_poll(context, cfg, now, cursor_at, state, callminer, sandbox))
         keys = _valid_keys(
             poll_partition_keys(cursor_at, now, cfg.poll_lag, cfg.poll_max_days), now
         )
@@ -253,6 +264,77 @@ def build_poll_sensor(
         return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
     return callminer_poll_sensor
+
+
+async def _bulk_poll(
+    context: dg.SensorEvaluationContext,
+    cfg: SensorSettings,
+    now: datetime,
+    cursor_at: datetime | None,
+    state: dict[str, Any],
+    callminer: CallMinerResource,
+    sandbox: SandboxResource,
+) -> dg.SensorResult:
+    """The bulk backend's poll: a ``NewAndUpdated`` export from ``cursor - lag``, one HTTP
+    call per tick (start it; then one history poll per tick, so ticks never block), then
+    one run per range of consecutive changed days (one export job each)."""
+    source = callminer.source(sandbox, logger=context.log)
+    assert isinstance(source, BulkSource)
+    job = state.get("job")
+    try:
+        if not isinstance(job, dict):
+            since = (cursor_at or now) - cfg.poll_lag
+            since = max(since, now - timedelta(days=cfg.poll_max_days))
+            job_id = await source.start_changes(since, now)
+            pending = {"id": job_id, "since": since.isoformat(), "until": now.isoformat()}
+            cursor = {"hwm": (cursor_at or now).isoformat(), "job": pending}
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"started NewAndUpdated export job {job_id}"),
+                cursor=json.dumps(cursor),
+            )
+        try:
+            days = await source.changed_days(job["id"], datetime.fromisoformat(job["since"]))
+        except ExportFailed as exc:
+            context.log.warning(f"poll: change export failed, retried next tick: {exc}")
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason("change export failed"),
+                cursor=json.dumps({k: v for k, v in state.items() if k != "job"}),
+            )
+    finally:
+        await source.aclose()
+    if days is None:
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"export job {job['id']} still running"),
+            cursor=json.dumps(state),
+        )
+    busy = active_partitions(context.instance, RAW_KEYS)
+    keys = [k for k in _valid_keys((d.isoformat() for d in days), now) if k not in busy]
+    requests = range_requests(keys, f"poll-bulk|{job['id']}", {TRIGGER_TAG: "poll"})
+    cursor = json.dumps({"hwm": job["until"]})
+    if not requests:
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason("no changed day to request"), cursor=cursor
+        )
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+def range_requests(keys: Iterable[str], run_key: str, tags: dict[str, str]) -> list[dg.RunRequest]:
+    """One run per range of consecutive days: on the bulk backend each run is one export."""
+    days = sorted(date.fromisoformat(k) for k in set(keys))
+    ranges: list[list[date]] = []
+    for day in days:
+        if ranges and day - ranges[-1][-1] == timedelta(days=1):
+            ranges[-1].append(day)
+        else:
+            ranges.append([day])
+    return [
+        dg.RunRequest(
+            run_key=f"{run_key}|{r[0]}|{r[-1]}",
+            asset_selection=list(RAW_KEYS),
+            tags={**tags, RANGE_START_TAG: r[0].isoformat(), RANGE_END_TAG: r[-1].isoformat()},
+        )
+        for r in ranges
+    ]
 
 
 # --------------------------------------------------------------------------- pending
@@ -444,6 +526,11 @@ def build_webhook_inbox_sensor(
                     tags={TRIGGER_TAG: "webhook", "callminer/events": str(len(key_events))},
                 )
             )
+        if requests and backend_from_env() == "bulk":
+            # One export per range of consecutive days instead of one per day.
+            keys = [str(r.partition_key) for r in requests]
+            digest = _digest(e.event_id for e in events if e.event_id not in deferred)
+            requests = range_requests(keys, f"webhook-bulk|{digest}", {TRIGGER_TAG: "webhook"})
         done = [e.event_id for e in events if e.event_id not in deferred]
         new_cursor = json.dumps({"emitted": done})
         if not requests:

@@ -112,49 +112,57 @@ class BulkExportClient:
         self.log.info("created Bulk Export job %s (%s, %s..%s)", job_id, mode, _z(start), _z(end))
         return str(job_id)
 
-    async def wait(self, job_id: str) -> Execution:
-        """Poll the job's history every ``poll_interval_s`` until an execution completes.
+    async def status(self, job_id: str) -> Execution | None:
+        """One poll of the job's history: the completed execution, or None while there is
+        none yet or it is ``InProgress``; ``Failed`` raises ``ExportFailed`` with CallMiner's
+        message (the job is left on CallMiner to investigate)."""
+        path = "api/export/history"
+        name = self.http.describe("GET", path)
+        response = await self._call("GET", path, params={"id": job_id})
+        executions = self._json_ok(response, "GET", path, f"history of job {job_id}")
+        if not isinstance(executions, list):
+            raise DataError(f"export history is not an array ({name})")
+        latest = _latest([e for e in executions if isinstance(e, dict)])
+        status = str(latest.get("Status", "")).lower() if latest else ""
+        if latest is not None and status == "failed":
+            raise ExportFailed(
+                f"export job {job_id} execution {latest.get('Id')} ended Failed: "
+                f"{_execution_message(latest)}",
+                request=name,
+            )
+        if latest is None or status != "completed":
+            return None
+        url = latest.get("DownloadEndpoint")
+        if not isinstance(url, str) or not url:
+            raise DataError(f"completed execution has no DownloadEndpoint ({name})")
+        size = latest.get("FileSize")
+        return Execution(
+            job_id,
+            str(latest.get("Id")),
+            url,
+            int(size) if isinstance(size, int | float) and size > 0 else None,
+        )
 
-        ``Failed`` raises ``ExportFailed`` on the first poll that shows it; an execution still
+    async def wait(self, job_id: str) -> Execution:
+        """``status`` every ``poll_interval_s`` until the execution completes.
+
+        ``Failed`` raises on the first poll that shows it; an execution still
         ``InProgress`` (or none at all) after ``poll_budget_s`` raises ``PollTimeoutError``
         naming the job, which is left on CallMiner's side to look at.
         """
-        path = "api/export/history"
-        name = self.http.describe("GET", path)
         deadline = time.monotonic() + self.settings.poll_budget_s
         polls = 0
         while True:
             polls += 1
-            response = await self._call("GET", path, params={"id": job_id})
-            executions = self._json_ok(response, "GET", path, f"history of job {job_id}")
-            if not isinstance(executions, list):
-                raise DataError(f"export history is not an array ({name})")
-            latest = _latest([e for e in executions if isinstance(e, dict)])
-            status = str(latest.get("Status", "")) if latest else ""
-            if status.lower() == "failed":
-                why = _execution_message(latest or {})
-                raise ExportFailed(
-                    f"export job {job_id} execution {latest.get('Id') if latest else '?'} "
-                    f"ended Failed: {why}",
-                    request=name,
-                )
-            if latest is not None and status.lower() == "completed":
-                url = latest.get("DownloadEndpoint")
-                if not isinstance(url, str) or not url:
-                    raise DataError(f"completed execution has no DownloadEndpoint ({name})")
-                size = latest.get("FileSize")
+            execution = await self.status(job_id)
+            if execution is not None:
                 self.log.info("export job %s completed after %d poll(s)", job_id, polls)
-                return Execution(
-                    job_id,
-                    str(latest.get("Id")),
-                    url,
-                    int(size) if isinstance(size, int | float) and size > 0 else None,
-                )
+                return execution
             if time.monotonic() + self.settings.poll_interval_s > deadline:
                 raise PollTimeoutError(
-                    f"export job {job_id} still {status or 'without an execution'} after "
+                    f"export job {job_id} still InProgress after "
                     f"{self.settings.poll_budget_s:.0f} s ({polls} polls); the job is kept",
-                    request=name,
+                    request=self.http.describe("GET", "api/export/history"),
                 )
             await asyncio.sleep(self.settings.poll_interval_s)
 

@@ -289,10 +289,12 @@ def newest_contacts(staged: StagedExport) -> pl.LazyFrame:
     )
 
 
-def contact_days(staged: StagedExport) -> list[date]:
-    """UTC days of the export's contacts (what a NewAndUpdated window touched)."""
+def contact_days(staged: StagedExport, modified_since: datetime) -> list[date]:
+    """UTC capture days of the contacts modified at or after ``modified_since`` (what a
+    ``NewAndUpdated`` export of whole days says has changed since the last look)."""
     days = (
         newest_contacts(staged)
+        .filter(pl.col("LastModified") >= modified_since)
         .select(pl.col("ClientCaptureDate").dt.date().alias("d"))
         .drop_nulls()
         .unique()

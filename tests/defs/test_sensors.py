@@ -16,7 +16,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 
 from callminer_assets.defs.keys import EVALUATIONS_KEY
 from callminer_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
-from callminer_assets.defs.resources import WarehouseResource
+from callminer_assets.defs.resources import CallMinerResource, SandboxResource, WarehouseResource
 from callminer_assets.defs.sensors import (
     RAW_KEYS,
     SENSORS,
@@ -31,6 +31,9 @@ from callminer_assets.defs.sensors import (
 )
 from callminer_assets.lib.errors import ConfigError
 from callminer_assets.lib.tables import TRANSCRIPTS
+from callminer_assets.sandbox.app import SandboxConfig
+from callminer_assets.sandbox.bulk import BULK_PREFIX
+from callminer_assets.sandbox.server import serve
 from callminer_assets.warehouse.store import Warehouse
 from callminer_assets.webhook.inbox import Inbox
 
@@ -61,6 +64,9 @@ def _tick(
     cursor: str | None,
     **resources: Any,
 ) -> dg.SensorResult:
+    # The poll sensor reads the backend from its resources: REST on the sandbox by default.
+    resources.setdefault("callminer", CallMinerResource())
+    resources.setdefault("sandbox", SandboxResource())
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     result = sensor(context)
     assert isinstance(result, dg.SensorResult)
@@ -463,3 +469,65 @@ def test_settings_from_env() -> None:
     assert cfg.poll_lag == timedelta(minutes=30)
     with pytest.raises(ConfigError, match="CALLMINER_POLL_LAG_HOURS"):
         SensorSettings.from_env({"CALLMINER_POLL_LAG_HOURS": "soon"})
+
+
+# --------------------------------------------------------------------------- bulk backend
+
+
+def test_bulk_webhook_events_become_one_run_per_range_of_days(
+    instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLMINER_BACKEND", "bulk")
+    inbox = Inbox(tmp_path / "inbox.sqlite3")
+    for n, (iid, at) in enumerate(
+        [
+            ("INT-20250307-00001", "2025-03-07T10:00:00Z"),
+            ("INT-20250308-00001", "2025-03-08T10:00:00Z"),
+            ("INT-20250309-00001", "2025-03-09T10:00:00Z"),
+            ("INT-20250305-00001", "2025-03-05T10:00:00Z"),
+        ]
+    ):
+        inbox.store(_event(n, iid, at))
+    clock = Clock(datetime(2025, 3, 10, 1, 0, tzinfo=UTC))
+    first = _tick(build_webhook_inbox_sensor(SETTINGS, inbox.path, clock), instance, None)
+    ranges = sorted(
+        (r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in first.run_requests or []
+    )
+    assert ranges == [("2025-03-05", "2025-03-05"), ("2025-03-07", "2025-03-09")]
+
+
+def test_bulk_poll_exports_new_and_updated_then_requests_the_changed_days(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    config = SandboxConfig(seed=4, per_day=5, bulk_job_seconds=60, bulk_clock_speed=60_000)
+    clock = Clock(datetime(2025, 3, 10, 1, 0, tzinfo=UTC))
+    sensor = build_poll_sensor(SETTINGS, clock)
+    with serve(config) as server:
+        callminer = CallMinerResource(
+            backend="bulk",
+            auth_url=server.url,
+            api_url=f"{server.url}{BULK_PREFIX}",
+            client_id="sandbox",
+            client_secret="sandbox",
+            tenant_timezone="America/New_York",
+            bulk_staging_dir=str(tmp_path / "staging"),
+        )
+        started = _tick(sensor, instance, None, callminer=callminer)
+        assert not started.run_requests
+        (job,) = server.state.bulk.jobs.values()
+        assert job["Duration"]["SearchMode"] == "NewAndUpdated"
+        assert job["Duration"]["Custom"]["StartDate"] == "2025-03-09T00:00:00Z"
+        assert job["DataTypes"] == ["Contacts"]
+        running = _tick(sensor, instance, started.cursor, callminer=callminer)
+        assert running.skip_reason is not None and "still running" in str(running.skip_reason)
+        done = _tick(sensor, instance, running.cursor, callminer=callminer)
+        # The change feed is deleted at once: nothing of it is stored.
+        assert not server.state.bulk.jobs and len(server.state.bulk.deleted) == 2
+    (request,) = done.run_requests or []
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (
+        "2025-03-09",
+        "2025-03-10",
+    )
+    assert request.tags[TRIGGER_TAG] == "poll"
+    assert done.cursor is not None and "2025-03-10T01:00:00" in done.cursor
+    assert "job" not in done.cursor
