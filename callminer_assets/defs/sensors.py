@@ -287,19 +287,24 @@ async def _bulk_poll(
             since = max(since, now - timedelta(days=cfg.poll_max_days))
             job_id = await source.start_changes(since, now)
             pending = {"id": job_id, "since": since.isoformat(), "until": now.isoformat()}
-            cursor = {"hwm": (cursor_at or now).isoformat(), "job": pending}
+            started = {"hwm": (cursor_at or now).isoformat(), "job": pending}
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(f"started NewAndUpdated export job {job_id}"),
-                cursor=json.dumps(cursor),
+                cursor=json.dumps(started),
             )
+        if now - datetime.fromisoformat(job["until"]) > timedelta(
+            seconds=callminer.bulk_poll_budget_s
+        ):
+            context.log.warning(
+                f"poll: change export job {job['id']} still running past the poll budget; "
+                "left on CallMiner, a new one starts next tick"
+            )
+            return _drop_job(state, "change export past its budget")
         try:
             days = await source.changed_days(job["id"], datetime.fromisoformat(job["since"]))
         except ExportFailed as exc:
             context.log.warning(f"poll: change export failed, retried next tick: {exc}")
-            return dg.SensorResult(
-                skip_reason=dg.SkipReason("change export failed"),
-                cursor=json.dumps({k: v for k, v in state.items() if k != "job"}),
-            )
+            return _drop_job(state, "change export failed")
     finally:
         await source.aclose()
     if days is None:
@@ -316,6 +321,14 @@ async def _bulk_poll(
             skip_reason=dg.SkipReason("no changed day to request"), cursor=cursor
         )
     return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+def _drop_job(state: dict[str, Any], reason: str) -> dg.SensorResult:
+    """Forget the change export (same high-water mark): the next tick starts a new one."""
+    return dg.SensorResult(
+        skip_reason=dg.SkipReason(reason),
+        cursor=json.dumps({k: v for k, v in state.items() if k != "job"}),
+    )
 
 
 def range_requests(keys: Iterable[str], run_key: str, tags: dict[str, str]) -> list[dg.RunRequest]:
