@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from callminer_assets.analytics.browser import inspect_page
-from callminer_assets.defs.keys import REPORT_KEY
+from callminer_assets.defs.keys import CONSISTENCY_KEY, FEATURES_KEY, REPORT_KEY, SCORES_KEY
+from callminer_assets.defs.partitions import monthly_partitions
 from callminer_assets.lib.tables import (
     AGENT_MONTHLY_FEATURES,
     AGENT_ROSTER,
@@ -112,3 +113,22 @@ def test_the_headless_run_ends_with_the_months_report_rendered_cleanly(tmp_path:
     # one month of history trains no model: the three other views are drawn, none empty
     assert [c["name"] for c in page.charts] == ["volumes", "compliance", "consistency"]
     assert page.empty_charts() == []
+
+
+def test_automation_follows_the_latest_month_down_to_its_report() -> None:
+    """A refreshed day of the latest month re-requests its roll-ups and its report."""
+    from callminer_assets.definitions import defs
+
+    month = monthly_partitions.get_last_partition_key()
+    assert month is not None
+    last_day = (date.fromisoformat(month) + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    with dg.instance_for_test() as instance:
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(SCORES_KEY, partition=last_day.isoformat())
+        )
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert tick.get_requested_partitions(FEATURES_KEY) == {month}
+        assert tick.get_requested_partitions(CONSISTENCY_KEY) == {month}
+        # in the same tick, so in the same run, after them
+        assert tick.get_requested_partitions(REPORT_KEY) == {month}

@@ -9,11 +9,7 @@ These conditions fire when any upstream partition was updated since the target w
 requested or materialised, and not while anything upstream or the target itself is running.
 """
 
-from datetime import timedelta
-
 import dagster as dg
-
-from callminer_assets.defs.automation import FOLLOW_DAYS
 
 _AC = dg.AutomationCondition
 
@@ -22,11 +18,14 @@ ANY_DEP_UPDATED = (
     _AC.any_deps_updated().since_last_handled() & ~_AC.any_deps_in_progress() & ~_AC.in_progress()
 ).with_label("any upstream partition updated since last handled, nothing in progress")
 
-# Monthly partitions of the last FOLLOW_DAYS: a new month, or any of its days (or the two
-# months before it, for the trend) updated; missing days do not block.
+# The latest finished month: when it appears, or when any of its days (or the two months
+# before it, for the trend) is updated; missing days do not block. A day refreshed within
+# FOLLOW_DAYS belongs to that month or to the running one, which is no partition yet. (A
+# lookback of FOLLOW_DAYS would select no month at all: dagster keeps only the partitions
+# whose whole window lies within the lookback.)
 MONTHLY_ON_UPDATES = (
-    _AC.in_latest_time_window(timedelta(days=FOLLOW_DAYS))
+    _AC.in_latest_time_window()
     & (_AC.newly_missing() | _AC.any_deps_updated()).since_last_handled()
     & ~_AC.any_deps_in_progress()
     & ~_AC.in_progress()
-).with_label(f"new month or upstream day updated (last {FOLLOW_DAYS} days), missing days allowed")
+).with_label("latest month: new, or an upstream day updated; missing days allowed")
