@@ -162,7 +162,7 @@ def utterance_frame(
     now = datetime.now(UTC)
     frames = []
     for window, records in listings.items():
-        valid = validate_interactions(records, window, now).interactions
+        valid = validate_interactions(records, window, now, origin="bench").interactions
         frames.append(normalise_transcripts(valid, fetched, now=now).utterances)
     return pl.concat(frames)
 

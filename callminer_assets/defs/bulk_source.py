@@ -53,12 +53,13 @@ class BulkSource:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         logger: LoggerLike | None = None,
+        origin: str | None = None,
     ) -> None:
         self.settings = settings
         self.staging = Path(staging)
         self.client = BulkExportClient(settings, transport=transport, logger=logger)
         self.log = self.client.log
-        self.origin = f"bulk:{httpx.URL(settings.api_url).host}"
+        self.origin = origin or f"bulk:{httpx.URL(settings.api_url).host}"
         self._days: list[date] = []
         self._staged: StagedExport | None = None
 

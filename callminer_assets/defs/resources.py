@@ -36,6 +36,9 @@ from callminer_assets.sandbox.server import embedded_transport
 from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH, Warehouse
 
 SANDBOX_URL = "http://sandbox.local"
+SANDBOX_ORIGIN = "sandbox"
+"""``origin`` of rows from the built-in sandbox (a loopback sandbox behind real credentials
+is, to the pipeline, a REST host like any other: ``rest:127.0.0.1``)."""
 SANDBOX_BULK_POLL_S = 0.02
 """The embedded sandbox's compressed clock finishes an export in ~0.2 s: poll it often."""
 _log = logging.getLogger("callminer_assets")
@@ -90,7 +93,9 @@ class CallMinerResource(dg.ConfigurableResource):
                 concurrency=max(self.concurrency, 16),
                 page_size=self.page_size,
             )
-            return rest_source(settings, transport=sandbox.transport(), logger=logger)
+            return rest_source(
+                settings, transport=sandbox.transport(), logger=logger, origin=SANDBOX_ORIGIN
+            )
         settings = CallMinerSettings(
             auth_url=self.auth_url or "",
             api_url=self.api_url or "",
@@ -116,7 +121,11 @@ class CallMinerResource(dg.ConfigurableResource):
                 requests_per_second=5000.0,
             )
             return BulkSource(
-                settings, self.bulk_staging_dir, transport=sandbox.transport(), logger=logger
+                settings,
+                self.bulk_staging_dir,
+                transport=sandbox.transport(),
+                logger=logger,
+                origin=SANDBOX_ORIGIN,
             )
         settings = BulkSettings(
             auth_url=self.auth_url or "",
@@ -168,6 +177,8 @@ class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse at ``DUCKDB_PATH`` (published copy; writes go to a working copy)."""
 
     duckdb_path: str = DEFAULT_DUCKDB_PATH
+    replace_origin: bool = False
+    """``WAREHOUSE_REPLACE_ORIGIN``: let a run replace days holding rows of another origin."""
 
     def warehouse(self) -> Warehouse:
         return Warehouse(self.duckdb_path)
@@ -225,6 +236,9 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             mode="async" if env.get("SEMARIZE_MODE") == "async" else "sync",
             rescore=env.get("SEMARIZE_RESCORE", "").lower() in ("1", "true", "yes"),
         ),
-        "warehouse": WarehouseResource(duckdb_path=duckdb_path),
+        "warehouse": WarehouseResource(
+            duckdb_path=duckdb_path,
+            replace_origin=env.get("WAREHOUSE_REPLACE_ORIGIN", "").lower() in ("1", "true", "yes"),
+        ),
         "analytics": build_analytics_resource(env),
     }

@@ -229,8 +229,10 @@ class CallMinerClient:
         settings: CallMinerSettings,
         transport: httpx.AsyncBaseTransport | None = None,
         logger: LoggerLike | None = None,
+        origin: str | None = None,
     ) -> None:
         self.settings = settings
+        self.origin = origin or f"rest:{httpx.URL(settings.api_url).host}"
         self.http = http_base(settings, settings.api_url, settings.concurrency, transport, logger)
         # The token endpoint's own base and semaphore; the limiter is shared when the URLs are.
         self.auth_http = http_base(settings, settings.auth_url, 1, transport, logger)

@@ -73,5 +73,13 @@ class RequestRejected(HTTPStatusError):
     """A 4xx other than 401/429: the request itself is wrong; retrying cannot help."""
 
 
+class OriginConflict(CallMinerAssetsError):
+    """A run would write rows of one ``origin`` into days holding rows of another.
+
+    Raised before any request, so sandbox and live data never mix silently;
+    ``WAREHOUSE_REPLACE_ORIGIN=true`` replaces those days instead.
+    """
+
+
 class DataError(CallMinerAssetsError):
     """A response body does not have the shape the contract promises."""

@@ -24,6 +24,12 @@ from callminer_assets.lib.settings import CallMinerSettings
 class InteractionSource(Protocol):
     """Lists a window's raw interaction records and fetches their transcripts."""
 
+    @property
+    def origin(self) -> str:
+        """Where the records come from, stored on every interaction: ``sandbox`` for the
+        built-in sandbox, else the backend and its host (``rest:<host>``, ``bulk:<host>``)."""
+        ...
+
     async def prepare(self, days: Sequence[date], *, fresh: bool) -> None:
         """The run will read these days: fetch them in one go if the backend works that way
         (``fresh``: from the source, not from what an earlier step of the run staged)."""
@@ -54,6 +60,8 @@ def rest_source(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     logger: LoggerLike | None = None,
+    origin: str | None = None,
 ) -> InteractionSource:
-    """The REST-backed source (pass an ASGI ``transport`` to run on the in-process sandbox)."""
-    return CallMinerClient(settings, transport=transport, logger=logger)
+    """The REST-backed source (pass an ASGI ``transport`` to run on the in-process sandbox,
+    with ``origin=SANDBOX_ORIGIN``; the default is ``rest:<host of the API URL>``)."""
+    return CallMinerClient(settings, transport=transport, logger=logger, origin=origin)

@@ -70,6 +70,11 @@ INTERACTIONS = _t(
     ("mailbox", "VARCHAR", "email only: the contact centre address the thread went through"),
     ("contact", "JSON", "free-form contact metadata as received"),
     ("extra", "JSON", "every field of the record not mapped to a column"),
+    (
+        "origin",
+        "VARCHAR",
+        "where the record came from: sandbox (built-in), rest:<host> or bulk:<host>",
+    ),
     ("extracted_at", "TIMESTAMPTZ", "when the pipeline listed this record"),
 )
 

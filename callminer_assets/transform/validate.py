@@ -169,7 +169,7 @@ def _check(record: Any, window: Window) -> dict[str, Any]:
 
 
 def validate_interactions(
-    records: Sequence[Any], window: Window, extracted_at: datetime
+    records: Sequence[Any], window: Window, extracted_at: datetime, *, origin: str
 ) -> ValidationResult:
     """Split one window's listing into valid interactions and quarantine rows.
 
@@ -208,9 +208,9 @@ def validate_interactions(
         {
             name: [row.get(name) for row in rows]
             for name in INTERACTIONS.column_names
-            if name != "extracted_at"
+            if name not in ("extracted_at", "origin")
         }
-        | {"extracted_at": [extracted] * len(rows)},
+        | {"extracted_at": [extracted] * len(rows), "origin": [origin] * len(rows)},
     )
     n = len(q_reasons)
     quarantine = frame_from_columns(

@@ -91,7 +91,7 @@ def test_frames_land_in_duckdb_verbatim(tmp_path: object) -> None:
         "junk",
     ]
     now = datetime(2025, 1, 16, tzinfo=UTC)
-    res = validate_interactions(records, Window.for_day(date(2025, 1, 15)), now)
+    res = validate_interactions(records, Window.for_day(date(2025, 1, 15)), now, origin="sandbox")
     norm = normalise_transcripts(
         res.interactions,
         [TranscriptFetch(hostile, "available", {"utterances": [{"text": hostile}, 5]})],

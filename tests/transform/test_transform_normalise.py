@@ -32,7 +32,7 @@ def interactions(*specs: tuple[str, str]) -> pl.DataFrame:
         if channel == "email":
             r["mailbox"] = MAILBOX
         records.append(r)
-    res = validate_interactions(records, Window.for_day(DAY), NOW)
+    res = validate_interactions(records, Window.for_day(DAY), NOW, origin="sandbox")
     assert res.quarantine.height == 0
     return res.interactions
 
@@ -160,7 +160,7 @@ def test_email_roles_inferred_from_from_and_to() -> None:
 
 def test_email_without_mailbox_is_unknown_not_guessed() -> None:
     records = [{"id": "e2", "channel": "email", "startTime": "2025-01-15T10:00:00Z"}]
-    frame = validate_interactions(records, Window.for_day(DAY), NOW).interactions
+    frame = validate_interactions(records, Window.for_day(DAY), NOW, origin="sandbox").interactions
     out = run(frame, [avail("e2", [{"from": "a@b.c", "to": ["d@e.f"], "text": "x"}])])
     assert out.utterances.get_column("speaker_role").to_list() == ["unknown"]
 

@@ -122,7 +122,7 @@ def json_clean(value: Any) -> bool:
 @SETTINGS
 @given(records(TEXT))
 def test_listing_conservation_and_verbatim(recs: list[Any]) -> None:
-    res = validate_interactions(recs, WINDOW, NOW)
+    res = validate_interactions(recs, WINDOW, NOW, origin="sandbox")
     i, q = res.interactions, res.quarantine
     assert i.schema == polars_schema(INTERACTIONS)
     assert q.schema == polars_schema(QUARANTINE)
@@ -175,7 +175,7 @@ def test_listing_conservation_and_verbatim(recs: list[Any]) -> None:
 @SETTINGS
 @given(records(SURROGATE_TEXT))
 def test_listing_with_surrogates_is_storable(recs: list[Any]) -> None:
-    res = validate_interactions(recs, WINDOW, NOW)
+    res = validate_interactions(recs, WINDOW, NOW, origin="sandbox")
     assert res.interactions.height + res.quarantine.height + res.duplicates == len(recs)
     for frame in (res.interactions, res.quarantine):
         for col, dtype in frame.schema.items():
@@ -227,7 +227,7 @@ def test_transcripts_never_lose_an_utterance(bodies: dict[str, Any]) -> None:
         }
         for key, ch in CHANNEL_OF.items()
     ]
-    frame = validate_interactions(recs, WINDOW, NOW).interactions
+    frame = validate_interactions(recs, WINDOW, NOW, origin="sandbox").interactions
     fetches = []
     for key, body in bodies.items():
         if body == "pending":

@@ -42,7 +42,7 @@ def drop(record: dict[str, object], *keys: str) -> dict[str, object]:
 
 
 def run(*records: object) -> tuple[pl.DataFrame, pl.DataFrame]:
-    res = validate_interactions(list(records), WINDOW, NOW)
+    res = validate_interactions(list(records), WINDOW, NOW, origin="sandbox")
     assert res.interactions.schema == polars_schema(INTERACTIONS)
     assert res.quarantine.schema == polars_schema(QUARANTINE)
     return res.interactions, res.quarantine
@@ -199,6 +199,7 @@ def test_duplicates_last_one_wins() -> None:
         ],
         WINDOW,
         NOW,
+        origin="sandbox",
     )
     i = res.interactions.sort("interaction_id")
     assert i.get_column("interaction_id").to_list() == ["a", "b", "c"]
@@ -253,11 +254,11 @@ def test_lone_surrogates_cannot_crash() -> None:
 
 
 def test_empty_listing() -> None:
-    res = validate_interactions([], WINDOW, NOW)
+    res = validate_interactions([], WINDOW, NOW, origin="sandbox")
     assert res.interactions.height == 0 and res.quarantine.height == 0
     assert res.interactions.columns == INTERACTIONS.column_names
 
 
 def test_naive_extracted_at_is_a_caller_bug() -> None:
     with pytest.raises(ValueError):
-        validate_interactions([], WINDOW, datetime(2025, 1, 16))
+        validate_interactions([], WINDOW, datetime(2025, 1, 16), origin="sandbox")

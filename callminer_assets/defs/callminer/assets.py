@@ -5,7 +5,7 @@ exactly those days' rows, so re-running is idempotent.
 """
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import aclosing
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from callminer_assets.defs.resources import (
     SandboxResource,
     WarehouseResource,
 )
+from callminer_assets.lib.errors import OriginConflict
 from callminer_assets.lib.holdpoint import hold
 from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.lib.tables import (
@@ -62,18 +63,46 @@ def _announce_source(context: dg.AssetExecutionContext, callminer: CallMinerReso
         )
 
 
+def refuse_other_origin(wh: Warehouse, days: list[date], origin: str) -> None:
+    """Raise ``OriginConflict`` when ``days`` already hold interactions of another origin.
+
+    A warehouse never silently mixes sandbox and live rows (or two tenants): the run stops
+    before any request, naming both origins, unless told to replace them.
+    """
+    found = wh.query(
+        "SELECT interaction_date, coalesce(origin, 'unknown') AS origin "
+        "FROM callminer.interactions "
+        "WHERE interaction_date IN (SELECT unnest(?::DATE[])) AND origin IS DISTINCT FROM ? "
+        "ORDER BY 1 LIMIT 1",
+        [days, origin],
+    )
+    if found.height:
+        day, other = found.row(0)
+        raise OriginConflict(
+            f"{day} already holds callminer.interactions from origin {other!r}, this run's "
+            f"origin is {origin!r}: refusing to mix them "
+            "(WAREHOUSE_REPLACE_ORIGIN=true replaces those days)"
+        )
+
+
 async def _list_days(
-    callminer: CallMinerResource, sandbox: SandboxResource, days: list[date], log: Any
-) -> tuple[dict[date, list[Any]], tuple[pl.DataFrame, pl.DataFrame] | None]:
-    """Each day's raw records (one export for all of them on the bulk backend), plus
-    CallMiner's own scores and categories when the backend has them."""
+    callminer: CallMinerResource,
+    sandbox: SandboxResource,
+    days: list[date],
+    log: Any,
+    guard: Callable[[str], None],
+) -> tuple[str, dict[date, list[Any]], tuple[pl.DataFrame, pl.DataFrame] | None]:
+    """The source's origin, each day's raw records (one export for all of them on the bulk
+    backend), and CallMiner's own scores and categories when the backend has them.
+    ``guard(origin)`` runs before any request."""
     async with aclosing(callminer.source(sandbox, logger=log)) as source:
+        guard(source.origin)
         await source.prepare(days, fresh=True)
         listings = await asyncio.gather(
             *(source.list_interactions(Window.for_day(day)) for day in days)
         )
         native = source.native_tables(days)
-    return dict(zip(days, listings, strict=True)), native
+    return source.origin, dict(zip(days, listings, strict=True)), native
 
 
 @dg.multi_asset(
@@ -120,10 +149,18 @@ def interactions(
     _announce_source(context, callminer)
     days = partition_days(context)
     extracted_at = datetime.now(UTC)
-    listings, native = asyncio.run(_list_days(callminer, sandbox, days, context.log))
+    wh = warehouse.warehouse()
+
+    def guard(origin: str) -> None:
+        if warehouse.replace_origin:
+            context.log.warning(f"WAREHOUSE_REPLACE_ORIGIN is set: writing origin {origin!r}")
+        else:
+            refuse_other_origin(wh, days, origin)
+
+    origin, listings, native = asyncio.run(_list_days(callminer, sandbox, days, context.log, guard))
     valid, refused = [], []
     for day, records in listings.items():
-        result = validate_interactions(records, Window.for_day(day), extracted_at)
+        result = validate_interactions(records, Window.for_day(day), extracted_at, origin=origin)
         valid.append(result.interactions)
         refused.append(result.quarantine)
         context.log.info(
@@ -132,7 +169,6 @@ def interactions(
         )
     frame = pl.concat(valid, how="vertical")
     quarantine = pl.concat(refused, how="vertical")
-    wh = warehouse.warehouse()
     hold("interactions:before-first-write")
     selected = context.selected_asset_keys
     if INTERACTIONS_KEY in selected:
