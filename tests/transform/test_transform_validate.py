@@ -76,6 +76,7 @@ def test_valid_voice_record_maps_every_column() -> None:
             {"unknownField": {"x": 1}, "Channel": "ignored-case-sensitive-key"},
             ensure_ascii=False,
         ),
+        "origin": "sandbox",
         "extracted_at": NOW,
     }
 
