@@ -36,8 +36,9 @@ test: $(STAMP) ## run the whole test suite
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml ## open the Dagster UI (sensors on) at http://127.0.0.1:3000
 	$(BIN)/dagster dev -m callminer_assets.definitions
 
-bench: $(STAMP) ## extraction benchmark against a rate-limited loopback sandbox
+bench: $(STAMP) ## extraction benchmarks: REST (rate-limited loopback sandbox) and Bulk Export
 	$(BIN)/python benchmarks/extract.py --latency-ms $(BENCH_LATENCY_MS)
+	$(BIN)/python benchmarks/bulk.py
 
 webhook: $(STAMP) ## the real-time events listener on :8787 (needs CALLMINER_WEBHOOK_SECRET)
 	$(BIN)/python -m callminer_assets.webhook --port 8787

@@ -116,6 +116,7 @@ class BulkSwitches:
     delete_status: int | None = None  # DELETE of jobs and executions answers this (404/500)
     reprocess_rate: float = 0.0  # share of contacts re-processed (newer LastModified)
     repeat: int = 1  # large download: every contact written this many times (new ids)
+    gzip_level: int = 1  # 0 makes the zip as large as its CSVs (a big download, built fast)
     tenant_timezone: str = "America/New_York"  # ClientCaptureDate is in this zone
 
 
@@ -195,6 +196,13 @@ class ExportBuilder:
         self.st = st
         self.gen = st.generator
         self.sw = st.bulk.switches
+        self._last: tuple[str, list[tuple[str, str]]] | None = None
+
+    def _utterances(self, spec: Spec) -> list[tuple[str, str]]:
+        """The contact's utterances, generated once for all its ``repeat`` copies."""
+        if self._last is None or self._last[0] != spec.interaction_id:
+            self._last = (spec.interaction_id, self.gen.utterances(spec))
+        return self._last[1]
 
     def reprocessed(self, iid: str) -> bool:
         bulk = self.st.bulk
@@ -236,7 +244,9 @@ class ExportBuilder:
             for dtype in wanted:  # zipfile writes one member at a time
                 with (
                     zf.open(f"{execution_id}_{dtype}.csv.gz", "w", force_zip64=True) as raw,
-                    gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz,
+                    gzip.GzipFile(
+                        fileobj=raw, mode="wb", compresslevel=self.sw.gzip_level, mtime=0
+                    ) as gz,
                     io.TextIOWrapper(gz, encoding="utf-8-sig", newline="") as text,
                 ):
                     writer = csv.writer(text)
@@ -329,7 +339,7 @@ class ExportBuilder:
         if dtype == "Transcripts_by_speaker":
             if not transcribed:
                 return 0
-            utts: list[tuple[str, str]] = self.gen.utterances(spec)
+            utts = self._utterances(spec)
             if reproc:  # re-processing re-transcribed it: the last utterance is gone
                 utts = utts[:-1]
             step = (spec.duration or 60.0 * len(utts)) / max(1, len(utts))

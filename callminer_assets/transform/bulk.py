@@ -1,9 +1,9 @@
 """A Bulk Export zip -> typed Parquet per data type -> the REST backend's raw shapes.
 
-Parsing is Polars, streamed: each ``*.csv.gz`` member is decompressed in chunks to a
-plain CSV next to the zip, scanned lazily (every column as text first), typed by the
-layout file's .NET types and sunk to Parquet, so memory stays flat however large the
-export is. The CSV dialect is CallMiner's: a byte-order mark, quoted fields, the literal
+Parsing is Polars, streamed: each ``*.csv.gz`` member is decompressed as a stream and
+cut into blocks of whole records (never inside a quoted field), each block read by
+Polars (every column as text first), typed by the layout file's .NET types and written
+as one Parquet part, so memory stays flat however large the export is. The CSV dialect is CallMiner's: a byte-order mark, quoted fields, the literal
 ``null``, ``MM/dd/yyyy HH:mm:ss`` date-times, ``True``/``False``; ``ClientCaptureDate`` is
 in the tenant's time zone, every other date-time is UTC.
 
@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,7 +34,9 @@ from callminer_assets.lib.tables import NATIVE_CATEGORIES, NATIVE_SCORES, polars
 
 DATETIME_FORMAT = "%m/%d/%Y %H:%M:%S"
 NO_DATA_PREFIX = "sorry, we could not find any data"
-_CHUNK = 1 << 20
+BLOCK_BYTES = 4 << 20
+"""Decompressed CSV bytes parsed at a time: bounds memory whatever the export's size
+(Polars needs several times a block while parsing it; 4 MB keeps a parse near 130 MB)."""
 
 #: column -> .NET type the pipeline relies on, per data type (others: tenant columns).
 REQUIRED: dict[str, dict[str, str]] = {
@@ -114,7 +115,7 @@ class StagedExport:
         path = self.files.get(data_type)
         if path is None:
             return pl.LazyFrame(schema=_empty_schema(data_type))
-        return pl.scan_parquet(path)
+        return pl.scan_parquet(path / "*.parquet")
 
 
 def _empty_schema(data_type: str) -> dict[str, pl.DataType]:
@@ -206,15 +207,31 @@ def _check_layout(
     return columns
 
 
-def _decompress(zf: zipfile.ZipFile, member: str, dest: Path) -> list[str]:
-    """Stream-decompress ``member`` into ``dest`` without its BOM; returns the header."""
-    with zf.open(member) as raw, gzip.GzipFile(fileobj=raw) as gz, dest.open("wb") as out:
-        first = gz.readline()
-        out.write(first.removeprefix(b"\xef\xbb\xbf"))
-        shutil.copyfileobj(gz, out, _CHUNK)
-    header_line = first.removeprefix(b"\xef\xbb\xbf").decode("utf-8").rstrip("\r\n")
-    header = pl.read_csv(header_line.encode(), has_header=False, infer_schema=False).row(0)
-    return [str(c) for c in header]
+def _blocks(stream: gzip.GzipFile, block_bytes: int) -> Iterator[bytes]:
+    """Whole CSV records in blocks of about ``block_bytes``: a block ends at a newline
+    outside quotes (an even number of ``"`` before it), so quoted newlines never split."""
+    carry = b""  # always starts at a record boundary
+    while True:
+        chunk = stream.read(block_bytes)
+        data = carry + chunk
+        if not chunk:
+            if data.strip():
+                yield data
+            return
+        cut = data.rfind(b"\n")
+        while cut >= 0 and data.count(b'"', 0, cut) % 2:
+            cut = data.rfind(b"\n", 0, cut)
+        if cut < 0:
+            carry = data  # one record longer than a block: read on
+            continue
+        yield data[: cut + 1]
+        carry = data[cut + 1 :]
+
+
+def _header(stream: gzip.GzipFile) -> list[str]:
+    line = stream.readline().removeprefix(b"\xef\xbb\xbf")
+    row = pl.read_csv(line, has_header=False, infer_schema=False).row(0)
+    return [str(c) for c in row]
 
 
 def stage_export(
@@ -245,35 +262,53 @@ def stage_export(
                     files[data_type] = None
                     continue
                 raise DataError(f"export {zip_path.name} has no {data_type} file")
-            plain = directory / f"{data_type}.csv"
             try:
-                header = _decompress(zf, csv_name, plain)
+                files[data_type] = _sink(
+                    zf, csv_name, data_type, layout, tenant_timezone, directory
+                )
             except (OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise DataError(f"{data_type} file of {zip_path.name} is corrupt ({exc})") from None
-            columns = _check_layout(data_type, layout, header)
-            files[data_type] = _sink(data_type, plain, columns, tenant_timezone, directory)
-            plain.unlink()
     return StagedExport(directory, files)
 
 
 def _sink(
-    data_type: str, plain: Path, columns: dict[str, str], tenant_timezone: str, directory: Path
+    zf: zipfile.ZipFile,
+    member: str,
+    data_type: str,
+    layout: Mapping[str, Any] | None,
+    tenant_timezone: str,
+    directory: Path,
 ) -> Path:
-    frame = pl.scan_csv(
-        plain,
-        infer_schema=False,
-        null_values=["null"],
-        quote_char='"',
-        row_index_name="Seq" if data_type == "Transcripts_by_speaker" else None,
-    ).with_columns(_typed(c, t, tenant_timezone) for c, t in columns.items())
-    out = directory / f"{data_type}.parquet"
-    try:
-        frame.sink_parquet(out)
-    except pl.exceptions.PolarsError as exc:
-        first = str(exc).strip().splitlines()[0][:200]
-        raise DataError(
-            f"{data_type}: a value does not parse as its layout type ({first})"
-        ) from None
+    """Decompress ``member`` as a stream and write it as typed Parquet parts, one per
+    block: memory stays at a block's worth whatever the size of the file."""
+    out = directory / data_type
+    out.mkdir()
+    with zf.open(member) as raw, gzip.GzipFile(fileobj=raw) as gz:
+        header = _header(gz)
+        columns = _check_layout(data_type, layout, header)
+        typed = [_typed(c, t, tenant_timezone) for c, t in columns.items()]
+        rows = 0
+        for n, block in enumerate(_blocks(gz, BLOCK_BYTES)):
+            try:
+                frame = pl.read_csv(
+                    block,
+                    has_header=False,
+                    new_columns=header,
+                    infer_schema=False,
+                    null_values=["null"],
+                    quote_char='"',
+                ).with_columns(typed)
+            except pl.exceptions.PolarsError as exc:
+                first = str(exc).strip().splitlines()[0][:200]
+                raise DataError(
+                    f"{data_type}: a value does not parse as its layout type ({first})"
+                ) from None
+            if data_type == "Transcripts_by_speaker":
+                frame = frame.with_row_index("Seq", offset=rows)
+            rows += frame.height
+            frame.write_parquet(out / f"part-{n:05d}.parquet")
+    if rows == 0:
+        pl.DataFrame(schema=_empty_schema(data_type)).write_parquet(out / "part-00000.parquet")
     return out
 
 

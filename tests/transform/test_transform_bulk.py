@@ -12,6 +12,7 @@ import pytest
 
 from callminer_assets.lib.errors import DataError
 from callminer_assets.lib.models import Window
+from callminer_assets.transform import bulk
 from callminer_assets.transform.bulk import (
     contact_records,
     native_frames,
@@ -113,7 +114,12 @@ def standard(
     return write_zip(tmp_path / "e.zip", {**types, **override})
 
 
-def test_dialect_time_zone_newest_version_and_tenant_columns(tmp_path: Path) -> None:
+@pytest.mark.parametrize("block", [bulk.BLOCK_BYTES, 7])
+def test_dialect_time_zone_newest_version_and_tenant_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    # A 7-byte block cuts every record, quoted newlines included, into many parts.
+    monkeypatch.setattr(bulk, "BLOCK_BYTES", block)
     staged = stage_export(standard(tmp_path), tmp_path / "s", "America/New_York")
     day2 = contact_records(staged, Window.for_day(date(2025, 7, 2)))
     by_id = {r["id"]: r for r in day2}
