@@ -83,6 +83,7 @@ def test_bulk_run_fills_native_tables_keeps_tenant_columns_and_deletes_after_com
     (n_scores,) = rows(db, "SELECT count(*) FROM callminer.native_scores")[0]
     (n_cats,) = rows(db, "SELECT count(*) FROM callminer.native_categories")[0]
     assert n_scores == 16 * 3 and n_cats >= 16
+    assert rows(db, "SELECT DISTINCT origin FROM callminer.interactions") == [("bulk:127.0.0.1",)]
     extras = [json.loads(e) for (e,) in rows(db, "SELECT extra FROM callminer.interactions")]
     assert all({"UDF_Region", "UDF_Priority", "LastModified"} <= set(e) for e in extras)
     assert all(isinstance(e["UDF_Priority"], int) for e in extras)
