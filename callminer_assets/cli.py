@@ -15,6 +15,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from callminer_assets import rescore
 from callminer_assets.defs.partitions import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -172,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--end", type=date.fromisoformat, required=True, help="last UTC day (inclusive)"
     )
     p_sum = sub.add_parser("summary", help="print the warehouse summary only")
+    rescore.add_parser(sub)
     for p in (p_run, p_sum):
         p.add_argument(
             "--duckdb",
@@ -179,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             help=f"warehouse path (default: $DUCKDB_PATH or {DEFAULT_DUCKDB_PATH})",
         )
     args = parser.parse_args(argv)
+    if args.command == "rescore":
+        return rescore.command(args)
 
     import os
 

@@ -15,6 +15,7 @@ from callminer_assets.defs.analytics.assets import (
     UNPARTITIONED_KEYS,
 )
 from callminer_assets.defs.analytics.report import monthly_report
+from callminer_assets.defs.analytics.frameworks import FRAMEWORK_ASSETS, FRAMEWORK_KEYS
 from callminer_assets.defs.automation import automation_sensor
 from callminer_assets.defs.callminer.assets import interactions, transcripts
 from callminer_assets.defs.keys import (
@@ -30,6 +31,7 @@ from callminer_assets.defs.keys import (
 from callminer_assets.defs.recovery import abandoned_runs_sensor, recovering_executor
 from callminer_assets.defs.resources import build_resources
 from callminer_assets.defs.semarize.assets import evaluations
+from callminer_assets.defs.semarize.rescore import rescore_job
 from callminer_assets.defs.sensors import SENSORS
 
 # Grouped by partitioning, so `python -m callminer_assets run` can run each group as range runs.
@@ -42,6 +44,7 @@ DAILY_ASSETS: list[dg.AssetKey] = [
     NATIVE_CATEGORIES_KEY,
     EVALUATIONS_KEY,
     *DAILY_KEYS,
+    *FRAMEWORK_KEYS,
 ]
 MONTHLY_ASSETS: list[dg.AssetKey] = list(MONTHLY_KEYS)
 UNPARTITIONED_ASSETS: list[dg.AssetKey] = list(UNPARTITIONED_KEYS)
@@ -54,11 +57,13 @@ ALL_ASSETS: list[dg.AssetsDefinition] = [
     evaluations,
     *ANALYTICS_ASSETS,
     monthly_report,
+    *FRAMEWORK_ASSETS,
 ]
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     sensors=[*SENSORS, automation_sensor, abandoned_runs_sensor],
     executor=recovering_executor,
+    jobs=[rescore_job],
     resources=build_resources(),
 )

@@ -19,15 +19,18 @@ import httpx
 
 from callminer_assets.defs.analytics.resources import build_analytics_resource
 from callminer_assets.defs.bulk_source import BulkSource
+from callminer_assets.lib.errors import ConfigError
 from callminer_assets.lib.semarize import SemarizeClient
 from callminer_assets.lib.settings import (
     BULK_POLL_BUDGET_S,
     BULK_POLL_INTERVAL_S,
     BulkSettings,
     CallMinerSettings,
+    Evaluator,
     SemarizeSettings,
     backend_from_env,
     env_number,
+    evaluator_from_env,
 )
 from callminer_assets.lib.source import InteractionSource, rest_source
 from callminer_assets.sandbox.app import SandboxConfig
@@ -140,18 +143,25 @@ class CallMinerResource(dg.ConfigurableResource):
 
 
 class SemarizeResource(dg.ConfigurableResource):
-    """Semarize API settings; ``api_key`` unset means the in-process sandbox."""
+    """Semarize API settings; ``evaluator`` local-kits (or no ``api_key``) means the
+    in-process sandbox's Semarize, which scores with the kit files."""
 
     api_url: str | None = None
     api_key: str | None = None
     requests_per_second: float = 10.0
     concurrency: int = 8
     mode: Literal["sync", "async"] = "sync"
-    rescore: bool = False
+    evaluator: Literal["semarize", "local-kits", "auto"] = "auto"
+    """``auto``: semarize with a key, local-kits without (``build_resources`` decides from env)."""
 
     @property
     def uses_sandbox(self) -> bool:
-        return not self.api_key
+        return self.evaluator == "local-kits" or not self.api_key
+
+    @property
+    def evaluator_name(self) -> Evaluator:
+        """What the stored rows say scored them (``evaluator`` column)."""
+        return "local-kits" if self.uses_sandbox else "semarize"
 
     def client(self, sandbox: SandboxResource, logger: Any = None) -> SemarizeClient:
         if self.uses_sandbox:
@@ -199,6 +209,12 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         CallMinerSettings.from_env(env)
     SemarizeSettings.from_env(env)
     duckdb_path = env.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH
+    evaluator = evaluator_from_env(env)
+    if env.get("SEMARIZE_RESCORE"):
+        raise ConfigError(
+            "SEMARIZE_RESCORE is gone: re-score explicitly with "
+            "`python -m callminer_assets rescore --kit K --start D --end D`"
+        )
     addresses = [a.strip() for a in env.get("CALLMINER_CONTACT_CENTRE_ADDRESSES", "").split(",")]
     return {
         "sandbox": SandboxResource(
@@ -234,7 +250,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             requests_per_second=env_number(env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0),
             concurrency=int(env_number(env, "SEMARIZE_CONCURRENCY", 8)),
             mode="async" if env.get("SEMARIZE_MODE") == "async" else "sync",
-            rescore=env.get("SEMARIZE_RESCORE", "").lower() in ("1", "true", "yes"),
+            evaluator=evaluator,
         ),
         "warehouse": WarehouseResource(
             duckdb_path=duckdb_path,

@@ -96,6 +96,14 @@ class Score:
 
 
 @dataclass(frozen=True, slots=True)
+class CallMinerFlags:
+    """What counts as CallMiner's default scoring flagging an interaction (framework_coverage)."""
+
+    scores_below: Mapping[str, float] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Kit:
     """A versioned framework; a changed version makes re-scoring possible, never automatic."""
 
@@ -110,6 +118,7 @@ class Kit:
     phrases: Mapping[str, PhraseSet] = field(default_factory=dict)
     topics: Mapping[str, PhraseSet] = field(default_factory=dict)
     campaign_topics: Mapping[str, str] = field(default_factory=dict)
+    callminer_flags: CallMinerFlags = field(default_factory=CallMinerFlags)
 
 
 class _Reader:
@@ -221,6 +230,16 @@ class _Reader:
         greetings = self._list(raw.get("greetings", []), where, "greetings")
         return replace(rule, of=of, greetings=frozenset(normalise(str(g))[0] for g in greetings))
 
+    def flags(self, raw: Any) -> CallMinerFlags:
+        where = "field callminer_flags"
+        flags = self.mapping(raw, where, "callminer_flags")
+        below = {
+            str(name): self.number(v, where, f"threshold of {name}", -1e12, 1e12)
+            for name, v in self.mapping(flags.get("scores_below"), where, "scores_below").items()
+        }
+        categories = self._list(flags.get("categories", []), where, "categories")
+        return CallMinerFlags(below, tuple(str(c) for c in categories))
+
     def _list(self, raw: Any, where: str, key: str) -> list[Any]:
         if not isinstance(raw, list):
             raise self.fail(where, f"'{key}' must be a list")
@@ -244,7 +263,13 @@ class _Reader:
         if engine not in ENGINES:
             raise self.fail("field engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
         description = str(raw.get("description") or "")
-        common = {"code": code, "version": version, "engine": engine, "description": description}
+        common = {
+            "code": code,
+            "version": version,
+            "engine": engine,
+            "description": description,
+            "callminer_flags": self.flags(raw.get("callminer_flags")),
+        }
         if engine == "compliance":
             return self._compliance(raw, common)
         spec = ENGINES[engine]

@@ -116,6 +116,25 @@ class SemarizeClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
+    async def kits(self) -> dict[str, str]:
+        """``GET /v1/kits``: the current version of each kit (code -> version)."""
+        name = self.http.describe("GET", "/v1/kits")
+        response = await self.http.request("GET", "/v1/kits")
+        if not response.is_success:
+            raise self.http.error_for(response, name, "listing kits")
+        body = self.http.json(response, name)
+        listed = body.get("kits") if isinstance(body, dict) else None
+        if not isinstance(listed, list):
+            raise DataError(f"kits listing without a 'kits' list ({name})")
+        versions: dict[str, str] = {}
+        for kit in listed:
+            code = kit.get("code") if isinstance(kit, dict) else None
+            version = kit.get("version") if isinstance(kit, dict) else None
+            if not (isinstance(code, str) and code and isinstance(version, str) and version):
+                raise DataError(f"a kit without a code and a version ({name})")
+            versions[code] = version
+        return versions
+
     async def evaluate_many(self, requests: Sequence[EvalRequest]) -> EvalBatch:
         """Evaluate concurrently; return an ``EvalBatch`` (a list) of the finished outcomes.
 

@@ -258,6 +258,36 @@ class SemarizeSettings:
         )
 
 
+Evaluator = Literal["semarize", "local-kits"]
+EVALUATORS: tuple[Evaluator, ...] = ("semarize", "local-kits")
+
+
+def evaluator_from_env(env: Mapping[str, str] | None = None) -> Evaluator:
+    """Who scores transcripts: ``semarize`` (a key is set) or ``local-kits`` (the kit files).
+
+    Local kits are the default only while CallMiner is the sandbox too: with a live CallMiner
+    backend and no Semarize key they must be chosen (``SEMARIZE_EVALUATOR=local-kits``), so
+    real transcripts are never scored by a stand-in silently. Checked before any request.
+    """
+    env = os.environ if env is None else env
+    chosen = (env.get("SEMARIZE_EVALUATOR") or "").strip().lower()
+    has_key = bool(env.get("SEMARIZE_API_KEY"))
+    if chosen and chosen not in EVALUATORS:
+        raise ConfigError(f"SEMARIZE_EVALUATOR must be semarize or local-kits, got {chosen!r}")
+    if chosen == "local-kits":
+        return "local-kits"
+    if has_key:
+        return "semarize"
+    if chosen == "semarize":
+        raise ConfigError("SEMARIZE_EVALUATOR=semarize but SEMARIZE_API_KEY is not set")
+    if env.get("CALLMINER_CLIENT_ID"):
+        raise ConfigError(
+            "CallMiner is live (CALLMINER_CLIENT_ID is set) but SEMARIZE_API_KEY is not: set the "
+            "key, or SEMARIZE_EVALUATOR=local-kits to score real transcripts with the local kits"
+        )
+    return "local-kits"
+
+
 def env_number(env: Mapping[str, str], name: str, default: float) -> float:
     """An optional numeric environment variable; a non-number is a ConfigError naming it."""
     raw = env.get(name)

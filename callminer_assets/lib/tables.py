@@ -186,7 +186,13 @@ EVALUATIONS = _t(
     _DATE,
     ("transcript_hash", "VARCHAR", "hash of the transcript text that was evaluated"),
     ("kit_code", "VARCHAR", "qa_compliance / experience_quality / agent_wellbeing"),
-    ("kit_version", "VARCHAR", "kit version the run used"),
+    ("kit_version", "VARCHAR", "kit version the run used; older versions stay beside newer ones"),
+    (
+        "evaluator",
+        "VARCHAR",
+        "semarize (a paid Semarize run) / local-kits (the project's kit files, never counted as "
+        "paid at Semarize)",
+    ),
     ("brick", "VARCHAR", "question name, e.g. compliance_score; NULL for a failed run"),
     ("value", "JSON", "the brick's value (number, boolean, string or null)"),
     ("confidence", "DOUBLE", "model confidence 0..1"),
@@ -230,6 +236,11 @@ INTERACTION_SCORES = _t(
         "DOUBLE",
         "mean of compliance, empathy, resolution (0/1) and 1 - effort; NULL if any is missing",
     ),
+    (
+        "kit_versions",
+        "JSON",
+        'the kit version each kit\'s latest run used, e.g. {"qa_compliance": "TCPA-v2026.2"}',
+    ),
 )
 
 COMPLIANCE_FINDINGS = _t(
@@ -264,6 +275,49 @@ COMPLIANCE_ALERTS = _t(
     ("evidence", "JSON", "list of {rule, quote, utterance_index}"),
     ("alerted_at", "TIMESTAMPTZ", "when the alert was first raised"),
     ("delivered", "BOOLEAN", "sent to Slack (false when no SLACK_WEBHOOK_URL is set)"),
+)
+
+KIT_VERSION_DIFF = _t(
+    "analytics",
+    "kit_version_diff",
+    "one row per interaction x kit x evaluator x rule whose verdict differs between the kit's "
+    "two latest versions",
+    "interaction_date",
+    _ID,
+    _DATE,
+    ("agent_id", "VARCHAR", "agent id"),
+    ("kit_code", "VARCHAR", "the kit, e.g. qa_compliance"),
+    ("evaluator", "VARCHAR", "semarize / local-kits (versions are compared within one evaluator)"),
+    ("rule", "VARCHAR", "the brick whose verdict changed, e.g. prohibited_phrases"),
+    (
+        "from_version",
+        "VARCHAR",
+        "the older of the two latest versions the interaction was run with",
+    ),
+    ("to_version", "VARCHAR", "the newer one"),
+    ("from_value", "JSON", "the verdict under from_version (NULL: the brick did not exist)"),
+    ("to_value", "JSON", "the verdict under to_version (NULL: the brick no longer exists)"),
+)
+
+FRAMEWORK_COVERAGE = _t(
+    "analytics",
+    "framework_coverage",
+    "one row per day x rule of the team's compliance kit, over interactions that have both the "
+    "kit's verdicts and CallMiner's native scores or categories (Bulk Export backend)",
+    "interaction_date",
+    _DATE,
+    ("kit_code", "VARCHAR", "the team's kit, qa_compliance"),
+    ("kit_versions", "JSON", "the kit versions of the day's verdicts, a JSON list"),
+    ("rule", "VARCHAR", "a rule of the kit, or '(any rule)' for interactions failing any of them"),
+    ("interactions", "INTEGER", "interactions with verdicts and native data that day"),
+    ("kit_flags", "INTEGER", "of them, failing the rule under the team's kit"),
+    (
+        "callminer_flags",
+        "INTEGER",
+        "of them, flagged by CallMiner's own scoring (the kit file's callminer_flags)",
+    ),
+    ("flagged_by_both", "INTEGER", "failing the rule and flagged by CallMiner"),
+    ("coverage", "DOUBLE", "flagged_by_both / kit_flags: share of the rule's failures CallMiner also flags"),
 )
 
 AGENT_ROSTER = _t(
@@ -358,6 +412,22 @@ ATTRITION_MODEL_METRICS = _t(
     ("base_rate", "DOUBLE", "share of positive labels in the test set"),
     ("roc_auc", "DOUBLE", "ROC AUC on the test set"),
     ("average_precision", "DOUBLE", "average precision on the test set"),
+    ("n_test_positives", "INTEGER", "positive labels (leavers) in the test set"),
+    ("roc_auc_ci_low", "DOUBLE", "2.5th percentile of the ROC AUC over 1,000 test-set bootstraps"),
+    ("roc_auc_ci_high", "DOUBLE", "97.5th percentile of the same"),
+    ("permutations", "INTEGER", "label shuffles (refits) behind the permutation test"),
+    ("permutation_auc_mean", "DOUBLE", "mean test ROC AUC with shuffled training labels"),
+    ("permutation_auc_sd", "DOUBLE", "its standard deviation"),
+    (
+        "permutation_p_value",
+        "DOUBLE",
+        "(1 + shuffles with AUC >= roc_auc) / (1 + permutations): chance of this AUC by luck",
+    ),
+    (
+        "conclusion",
+        "VARCHAR",
+        "plain words: 'too small to conclude: ...' (and why) or 'better than chance: ...'",
+    ),
 )
 
 ATTRITION_RISK = _t(
@@ -385,6 +455,8 @@ TABLES: dict[str, Table] = {
         INTERACTION_SCORES,
         COMPLIANCE_FINDINGS,
         COMPLIANCE_ALERTS,
+        KIT_VERSION_DIFF,
+        FRAMEWORK_COVERAGE,
         AGENT_ROSTER,
         AGENT_MONTHLY_FEATURES,
         CHANNEL_CONSISTENCY,

@@ -39,6 +39,12 @@ from callminer_assets.lib.tables import ATTRITION_MODEL_METRICS, ATTRITION_RISK,
 from callminer_assets.transform.features import add_months, month_end
 
 HORIZON_DAYS = 90
+PERMUTATIONS = 30
+"""Label shuffles (each a refit) behind the permutation p-value; 1/31 is its smallest value."""
+BOOTSTRAP = 1000
+"""Resamples of the test set behind the ROC AUC's 95 % interval."""
+MIN_TEST_POSITIVES = 30
+"""Fewer leavers than this in the test set and one AUC says little: the model says so."""
 
 
 def _single_thread() -> threadpool_limits:
@@ -215,13 +221,15 @@ def train_attrition_model(
     test_fraction: float = 0.3,
     purge: bool | None = None,
     shuffle_labels_seed: int | None = None,
+    permutations: int = PERMUTATIONS,
     now: datetime | None = None,
 ) -> TrainedModel:
     """Label, split by time, fit a histogram gradient-boosting classifier, score the test set.
 
     ``as_of`` is the roster's as-of date (default: today, UTC), which decides which months
     have an observable label. ``shuffle_labels_seed`` permutes the training labels: the negative control whose AUC
-    must fall to chance (used by the tests; never in production).
+    must fall to chance (used by the tests; never in production). ``permutations`` label
+    shuffles (refits) give the AUC's permutation p-value; 0 skips the test.
     """
     frame = model_frame(features, roster)
     unrostered = int(frame["hire_date"].is_null().sum())
@@ -236,22 +244,19 @@ def train_attrition_model(
     # a column never observed in training (e.g. month-over-month changes when training has a
     # single month) carries no information and breaks histogram binning: make it constant
     x_train[:, np.isnan(x_train).all(axis=0)] = 0.0
-    # small data (a few hundred agent-months, tens of leavers): shallow trees, large leaves,
-    # strong L2 and feature subsampling generalise better than a deeper, faster learner
-    model = HistGradientBoostingClassifier(
-        max_iter=100,
-        learning_rate=0.05,
-        max_depth=2,
-        min_samples_leaf=40,
-        l2_regularization=10.0,
-        max_features=0.5,
-        random_state=0,
-    )
     y_test = split.test["label"].to_numpy()
+    x_test = matrix(split.test)
     with _single_thread():
-        model.fit(x_train, y_train)
-        proba = model.predict_proba(matrix(split.test))[:, 1] if split.test.height else np.array([])
+        model = _model().fit(x_train, y_train)
+        proba = model.predict_proba(x_test)[:, 1] if split.test.height else np.array([])
     two_classes = len(set(y_test.tolist())) == 2
+    auc = float(roc_auc_score(y_test, proba)) if two_classes else None
+    low, high = _bootstrap_interval(y_test, proba) if two_classes else (None, None)
+    perm = (
+        _permutation_test(x_train, y_train, x_test, y_test, auc, permutations)
+        if auc is not None and permutations
+        else {}
+    )
     trained_at = (now or datetime.now(UTC)).astimezone(UTC)
     version = f"{trained_at:%Y%m%dT%H%M%SZ}-{_fingerprint(labelled)}"
     medians = {c: _nanmedian(x_train[:, j]) for j, c in enumerate(FEATURE_COLUMNS)}
@@ -264,12 +269,101 @@ def train_attrition_model(
         "n_train": int(split.train.height),
         "n_test": int(split.test.height),
         "base_rate": float(y_test.mean()) if y_test.size else None,
-        "roc_auc": float(roc_auc_score(y_test, proba)) if two_classes else None,
+        "roc_auc": auc,
         "average_precision": float(average_precision_score(y_test, proba)) if two_classes else None,
+        "n_test_positives": int(y_test.sum()),
+        "roc_auc_ci_low": low,
+        "roc_auc_ci_high": high,
+        "permutations": len(perm.get("aucs", [])),
+        "permutation_auc_mean": perm.get("mean"),
+        "permutation_auc_sd": perm.get("sd"),
+        "permutation_p_value": perm.get("p"),
         # not a warehouse column: reported in the asset metadata
         "n_unrostered_dropped": unrostered,
     }
+    metrics["conclusion"] = conclusion(metrics)
     return TrainedModel(version, model, FEATURE_COLUMNS, medians, metrics)
+
+
+def _model() -> HistGradientBoostingClassifier:
+    # small data (a few hundred agent-months, tens of leavers): shallow trees, large leaves,
+    # strong L2 and feature subsampling generalise better than a deeper, faster learner
+    return HistGradientBoostingClassifier(
+        max_iter=100,
+        learning_rate=0.05,
+        max_depth=2,
+        min_samples_leaf=40,
+        l2_regularization=10.0,
+        max_features=0.5,
+        random_state=0,
+    )
+
+
+def _bootstrap_interval(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
+    """2.5th and 97.5th percentiles of the AUC over resamples of the test set (with both
+    classes; a resample with one class has no AUC and is drawn again)."""
+    rng = np.random.default_rng(0)
+    aucs: list[float] = []
+    while len(aucs) < BOOTSTRAP:
+        idx = rng.integers(0, y.size, y.size)
+        if 0 < y[idx].sum() < y.size:
+            aucs.append(float(roc_auc_score(y[idx], proba[idx])))
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _permutation_test(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    observed: float,
+    n: int,
+) -> dict[str, Any]:
+    """Refit on ``n`` shufflings of the training labels: the AUCs chance gives this test set.
+
+    p = (1 + shuffles scoring >= the observed AUC) / (1 + n), the usual permutation p-value.
+    """
+    rng = np.random.default_rng(1)
+    aucs = []
+    with _single_thread():
+        for _ in range(n):
+            y = rng.permutation(y_train)
+            proba = _model().fit(x_train, y).predict_proba(x_test)[:, 1]
+            aucs.append(float(roc_auc_score(y_test, proba)))
+    arr = np.array(aucs)
+    return {
+        "aucs": aucs,
+        "mean": float(arr.mean()),
+        "sd": float(arr.std(ddof=1)) if n > 1 else 0.0,
+        "p": float((1 + (arr >= observed).sum()) / (1 + n)),
+    }
+
+
+def conclusion(m: dict[str, Any]) -> str:
+    """What the test set lets one say, in a sentence: 'too small to conclude' and why, or not."""
+    auc = m.get("roc_auc")
+    if auc is None:
+        return "no conclusion: the test set holds one class only"
+    reasons = []
+    if m["n_test_positives"] < MIN_TEST_POSITIVES:
+        reasons.append(
+            f"only {m['n_test_positives']} positives in the test set (< {MIN_TEST_POSITIVES})"
+        )
+    if m["roc_auc_ci_low"] is not None and m["roc_auc_ci_low"] <= 0.5:
+        reasons.append("the AUC's 95 % interval includes 0.5")
+    p = m.get("permutation_p_value")
+    if p is not None and p > 0.05:
+        reasons.append(f"permutation p = {p:.2f}")
+    figures = f"AUC {auc:.3f} (95 % CI {m['roc_auc_ci_low']:.3f}..{m['roc_auc_ci_high']:.3f})"
+    if p is not None:
+        figures += (
+            f", shuffled-label AUC {m['permutation_auc_mean']:.3f} ± "
+            f"{m['permutation_auc_sd']:.3f} over {m['permutations']} shuffles, p = {p:.3f}"
+        )
+    if reasons:
+        return f"too small to conclude: {'; '.join(reasons)}; {figures}"
+    return f"better than chance: {figures}"
 
 
 def metrics_frame(trained: TrainedModel) -> pl.DataFrame:

@@ -1,15 +1,17 @@
 """Which (transcript, kit) pairs still need paying for, and the rows runs become.
 
-The warehouse table ``semarize.evaluations`` *is* the record of what has been
-paid: a pair with a stored row for the same transcript hash is never sent
-again unless the user asks to re-score.
+The warehouse table ``semarize.evaluations`` *is* the record of what has been paid, keyed by
+transcript hash, kit, kit version and evaluator: a transcript with a stored row is never sent
+again, except once per new kit version when the user re-scores (``python -m callminer_assets
+rescore``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -28,45 +30,93 @@ def plan_requests(
     interactions: pl.DataFrame,
     existing: pl.DataFrame,
     kits: Mapping[str, str],
+    evaluator: str,
     *,
-    rescore: bool = False,
+    rescore: Collection[str] = (),
 ) -> list[EvalRequest]:
-    """Requests for available transcripts not yet evaluated with each kit (``kits``: code -> version)."""
+    """Requests for available transcripts not yet paid for (``kits``: code -> current version).
+
+    Paid = a stored row (succeeded or failed) for the same interaction, transcript hash, kit
+    and ``evaluator``: any version of the kit, except for the kits in ``rescore``, where only
+    a row of the current version counts (a re-score pays once for the new version).
+    """
     available = transcripts.filter(pl.col("status") == "available").join(
-        interactions.select("interaction_id", "channel", "campaign"),
+        interactions.select("interaction_id", "channel", "campaign", "contact"),
         on="interaction_id",
         how="left",
         suffix="_i",
     )
-    paid = (
-        set()
-        if rescore
-        else {
-            (i, h, k)
-            for i, h, k in existing.select(
-                "interaction_id", "transcript_hash", "kit_code"
-            ).iter_rows()
-        }
+    mine = existing.filter(pl.col("evaluator") == evaluator)
+    paid = set(mine.select("interaction_id", "transcript_hash", "kit_code").iter_rows())
+    paid_version = set(
+        mine.select("interaction_id", "transcript_hash", "kit_code", "kit_version").iter_rows()
     )
     requests = []
     for row in available.iter_rows(named=True):
+        key = (row["interaction_id"], row["transcript_hash"])
         for kit_code, kit_version in kits.items():
-            if (row["interaction_id"], row["transcript_hash"], kit_code) in paid:
+            if kit_code in rescore:
+                if (*key, kit_code, kit_version) in paid_version:
+                    continue
+            elif (*key, kit_code) in paid:
                 continue
+            metadata = {
+                "interaction_id": row["interaction_id"],
+                "channel": row["channel"],
+                "campaign": row["campaign"],
+            }
+            if (region := _region(row["contact"])) is not None:
+                metadata["region"] = region
             requests.append(
                 EvalRequest(
                     interaction_id=row["interaction_id"],
                     kit_code=kit_code,
                     kit_version=kit_version,
                     transcript_text=row["transcript_text"],
-                    metadata={
-                        "interaction_id": row["interaction_id"],
-                        "channel": row["channel"],
-                        "campaign": row["campaign"],
-                    },
+                    metadata=metadata,
                 )
             )
     return requests
+
+
+def _region(contact: str | None) -> str | None:
+    """The customer's state or region from CallMiner's contact metadata (consent wording)."""
+    try:
+        data = json.loads(contact) if contact else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    value = data.get("region") or data.get("state")
+    return value if isinstance(value, str) and value else None
+
+
+def token_estimate(requests: Sequence[EvalRequest], existing: pl.DataFrame) -> tuple[int, int, int]:
+    """(estimated input tokens, requests priced by their own earlier run, runs recorded).
+
+    A request whose transcript (same hash) was already run with the kit, under any version,
+    costs what that run cost; any other costs the mean recorded run of its kit. Nothing
+    recorded gives 0 runs recorded: the caller says the estimate is unknown.
+    """
+    runs = (
+        existing.filter(pl.col("input_tokens").is_not_null())
+        .group_by("interaction_id", "transcript_hash", "kit_code", "run_id")
+        .agg(pl.col("input_tokens").first(), pl.col("evaluated_at").max())
+        .sort("evaluated_at")
+    )
+    cost = {
+        (i, h, k): t
+        for i, h, k, t in runs.select(
+            "interaction_id", "transcript_hash", "kit_code", "input_tokens"
+        ).iter_rows()
+    }
+    mean = dict(runs.group_by("kit_code").agg(pl.col("input_tokens").mean()).iter_rows())
+    total, exact = 0.0, 0
+    for r in requests:
+        tokens = cost.get((r.interaction_id, r.transcript_hash, r.kit_code))
+        exact += tokens is not None
+        total += tokens if tokens is not None else mean.get(r.kit_code) or 0.0
+    return round(total), exact, runs.height
 
 
 def _text(value: str | None) -> str | None:
@@ -147,7 +197,10 @@ def screen(
 
 
 def outcome_rows(
-    outcomes: Iterable[EvalOutcome], dates: Mapping[str, date], evaluated_at: datetime
+    outcomes: Iterable[EvalOutcome],
+    dates: Mapping[str, date],
+    evaluated_at: datetime,
+    evaluator: str,
 ) -> pl.DataFrame:
     """One row per brick of each succeeded run; one row (brick NULL) per failed run."""
     rows = []
@@ -158,6 +211,7 @@ def outcome_rows(
             "transcript_hash": o.request.transcript_hash,
             "kit_code": o.request.kit_code,
             "kit_version": _text(o.kit_version),
+            "evaluator": evaluator,
             "run_id": _text(o.run_id),
             "status": o.status,
             "error": _text(o.error),
@@ -200,17 +254,17 @@ def merge(
 ) -> pl.DataFrame:
     """Stored rows still describing the current transcript, plus the new runs' rows.
 
-    A stored (interaction, kit) pair is replaced when a new run covers it;
-    rows for a transcript that has since changed are dropped (their
-    replacement is among the new rows).
+    A stored run is replaced only by a new run of the same interaction, kit, kit version and
+    evaluator: other versions stay beside it (history). Rows for a transcript that has since
+    changed are dropped (their replacement is among the new rows).
     """
     current = transcripts.filter(pl.col("status") == "available").select(
         "interaction_id", "transcript_hash"
     )
-    replaced = new.select("interaction_id", "kit_code").unique()
+    key = ["interaction_id", "kit_code", "kit_version", "evaluator"]
     kept = (
         existing.filter(pl.col("kit_code").is_in(list(kits)))
         .join(current, on=["interaction_id", "transcript_hash"], how="semi")
-        .join(replaced, on=["interaction_id", "kit_code"], how="anti")
+        .join(new.select(key).unique(), on=key, how="anti", nulls_equal=True)
     )
     return pl.concat([kept, new], how="vertical").select(EVALUATIONS.column_names)

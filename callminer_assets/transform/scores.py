@@ -48,7 +48,7 @@ SCORES_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(INTERACTION_SCORES))
 FINDINGS_SCHEMA: dict[str, pl.DataType] = dict(polars_schema(COMPLIANCE_FINDINGS))
 
 
-def _json(value: Any) -> Any:
+def decode_json(value: Any) -> Any:
     """Warehouse JSON arrives as text (``'0.9'``, ``'true'``, ``'"billing"'``); decode it once."""
     if value is None:
         return None
@@ -84,7 +84,8 @@ def latest_succeeded_runs(evaluations: pl.DataFrame) -> pl.DataFrame:
     """Brick rows of the latest succeeded run per interaction x kit.
 
     Failed runs (``brick`` NULL) carry no answers; an interaction re-evaluated after its
-    transcript changed, or under a new kit version, counts with its newest run only.
+    transcript changed, or re-scored under a new kit version, counts with its newest run only
+    (the older versions' rows stay in ``semarize.evaluations``).
     """
     ok = evaluations.filter((pl.col("status") == "succeeded") & pl.col("brick").is_not_null())
     if ok.is_empty():
@@ -130,9 +131,11 @@ def score_interactions(evaluations: pl.DataFrame, interactions: pl.DataFrame) ->
     runs = latest_succeeded_runs(evaluations)
     attrs = _interaction_attrs(interactions)
     rows: dict[str, dict[str, Any]] = {}
-    for iid, idate, kit, brick, value in runs.select(
-        "interaction_id", "interaction_date", "kit_code", "brick", "value"
+    versions: dict[str, dict[str, str]] = {}
+    for iid, idate, kit, version, brick, value in runs.select(
+        "interaction_id", "interaction_date", "kit_code", "kit_version", "brick", "value"
     ).iter_rows():
+        versions.setdefault(iid, {})[kit] = version
         row = rows.get(iid)
         if row is None:
             agent_id, channel = attrs.get(iid, (None, None))
@@ -144,15 +147,16 @@ def score_interactions(evaluations: pl.DataFrame, interactions: pl.DataFrame) ->
         target = BRICK_COLUMNS.get((kit, brick))
         if target is not None:
             col, dtype = target
-            row[col] = _typed(_json(value), dtype)
-    for row in rows.values():
+            row[col] = _typed(decode_json(value), dtype)
+    for iid, row in rows.items():
         row["quality_score"] = _quality(row)
+        row["kit_versions"] = json.dumps(versions[iid], sort_keys=True)
     return pl.DataFrame(list(rows.values()), schema=SCORES_SCHEMA, orient="row").sort(
         "interaction_id"
     )
 
 
-def _passed(value: Any) -> bool | None:
+def rule_passed(value: Any) -> bool | None:
     """A boolean rule passes when true; a count rule (prohibited phrases) when zero.
 
     NULL means the rule does not apply (e.g. no mini-Miranda outside collections).
@@ -181,8 +185,8 @@ def compliance_findings(evaluations: pl.DataFrame, interactions: pl.DataFrame) -
         "interaction_id", "interaction_date", "brick", "value", "evidence"
     ).iter_rows():
         agent_id = attrs.get(iid, (None, None))[0]
-        passed = _passed(_json(value))
-        items = _json(evidence) or []
+        passed = rule_passed(decode_json(value))
+        items = decode_json(evidence) or []
         usable = [e for e in items if isinstance(e, dict)] if isinstance(items, list) else []
         if not usable:
             out.append((iid, idate, agent_id, brick, passed, None, None))

@@ -14,6 +14,7 @@ from callminer_assets.lib.tables import ATTRITION_MODEL_METRICS, ATTRITION_RISK
 from callminer_assets.transform.attrition import (
     FEATURE_COLUMNS,
     NotEnoughHistory,
+    conclusion,
     label,
     latest_model_path,
     load_model,
@@ -172,7 +173,9 @@ def test_signal_is_learned_and_shuffled_labels_fall_to_chance(tmp_path: Path) ->
     assert 0 < m["base_rate"] < 1 and m["n_train"] > 0 and m["n_test"] > 0
     assert m["train_months"] < m["test_months"]
     aucs = [
-        train_attrition_model(features, roster, OBSERVED, shuffle_labels_seed=s).metrics["roc_auc"]
+        train_attrition_model(
+            features, roster, OBSERVED, shuffle_labels_seed=s, permutations=0
+        ).metrics["roc_auc"]
         for s in (1, 2, 3, 4, 5)
     ]
     assert abs(float(np.mean(aucs)) - 0.5) < 0.1, aucs
@@ -232,3 +235,24 @@ def test_agents_missing_from_the_roster_are_not_labelled_stayed() -> None:
         assert trained.metrics[k] == rostered_only.metrics[k], k
     assert rostered_only.metrics["n_unrostered_dropped"] == 0
     assert "n_unrostered_dropped" not in metrics_frame(trained).columns
+
+
+def test_the_conclusion_says_plainly_when_the_test_set_is_too_small() -> None:
+    m = {
+        "roc_auc": 0.64,
+        "n_test_positives": 19,
+        "roc_auc_ci_low": 0.49,
+        "roc_auc_ci_high": 0.78,
+        "permutations": 30,
+        "permutation_auc_mean": 0.535,
+        "permutation_auc_sd": 0.1,
+        "permutation_p_value": 0.16,
+    }
+    assert conclusion(m) == (
+        "too small to conclude: only 19 positives in the test set (< 30); the AUC's 95 % "
+        "interval includes 0.5; permutation p = 0.16; AUC 0.640 (95 % CI 0.490..0.780), "
+        "shuffled-label AUC 0.535 ± 0.100 over 30 shuffles, p = 0.160"
+    )
+    strong = {**m, "n_test_positives": 40, "roc_auc_ci_low": 0.7, "permutation_p_value": 1 / 31}
+    assert conclusion(strong).startswith("better than chance: AUC 0.640")
+    assert conclusion({**m, "roc_auc": None}).startswith("no conclusion")

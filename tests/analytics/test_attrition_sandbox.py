@@ -55,6 +55,7 @@ def sandbox_scores(g: Generator) -> pl.DataFrame:
                             "interaction_id": spec.interaction_id,
                             "interaction_date": spec.start.date(),
                             "kit_code": kit,
+                            "kit_version": "v1",
                             "run_id": f"{spec.interaction_id}-{kit}",
                             "status": "succeeded",
                             "evaluated_at": at,
@@ -81,10 +82,21 @@ def test_sandbox_attrition_signal_and_shuffled_control(tmp_path: Path) -> None:
     assert m["train_months"] == "2025-01..2025-04" and m["test_months"] == "2025-05..2025-06"
     assert m["n_test"] > 200 and 0.04 < m["base_rate"] < 0.2, m  # several leavers a month
     assert m["roc_auc"] >= 0.75, m
+    assert m["n_test_positives"] == round(m["base_rate"] * m["n_test"])
+    assert m["roc_auc_ci_low"] < m["roc_auc"] < m["roc_auc_ci_high"], m
+    assert m["permutations"] == 30 and m["permutation_p_value"] < 0.05, m
+    assert abs(m["permutation_auc_mean"] - 0.5) < 0.1 and m["permutation_auc_sd"] > 0, m
+    print("sandbox model:", m["conclusion"])
 
     shuffled = [
-        train_attrition_model(features, roster, AS_OF, shuffle_labels_seed=s).metrics["roc_auc"]
+        train_attrition_model(
+            features, roster, AS_OF, shuffle_labels_seed=s, permutations=0
+        ).metrics["roc_auc"]
         for s in range(6)
     ]
     assert abs(float(np.mean(shuffled)) - 0.5) < 0.1, shuffled
     assert max(shuffled) < m["roc_auc"], shuffled
+    # trained on shuffled labels, the model's own permutation test finds nothing
+    control = train_attrition_model(features, roster, AS_OF, shuffle_labels_seed=0).metrics
+    assert control["permutation_p_value"] > 0.2, control
+    assert control["conclusion"].startswith("too small to conclude"), control["conclusion"]

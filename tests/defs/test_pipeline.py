@@ -45,6 +45,29 @@ def test_credentials_half_set_is_a_clear_config_error() -> None:
         build_resources({"CALLMINER_CLIENT_ID": "x", "CALLMINER_AUTH_URL": "http://a"})
 
 
+def test_live_callminer_without_a_semarize_key_fails_before_any_request(
+    dagster_home: dg.DagsterInstance, duckdb_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve(SandboxConfig(seed=3, per_day=2)) as server:
+        env = sandbox_env(server.url, duckdb_path)
+        del env["SEMARIZE_API_KEY"], env["SEMARIZE_API_URL"]
+        with pytest.raises(ConfigError) as info:
+            materialize(dagster_home, env, EXTRACT, tags=range_tags("2025-01-14", "2025-01-14"))
+        assert "\n" not in str(info.value) and "SEMARIZE_EVALUATOR=local-kits" in str(info.value)
+        assert server.state.request_log == []
+        env["SEMARIZE_EVALUATOR"] = "local-kits"  # chosen explicitly: scored by the kit files
+        assert materialize(
+            dagster_home,
+            env,
+            [*EXTRACT, "semarize/evaluations"],
+            tags=range_tags("2025-01-14", "2025-01-14"),
+        ).success
+        assert rows(duckdb_path, "SELECT DISTINCT evaluator FROM semarize.evaluations") == [
+            ("local-kits",)
+        ]
+        assert server.state.runs_started == 0  # nothing was sent to (or billed by) Semarize
+
+
 def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
     dagster_home: dg.DagsterInstance, duckdb_path: Path
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callminer_assets.lib.errors import ConfigError
-from callminer_assets.lib.settings import CallMinerSettings, SemarizeSettings
+from callminer_assets.lib.settings import CallMinerSettings, SemarizeSettings, evaluator_from_env
 
 ENV = {
     "CALLMINER_AUTH_URL": "https://auth.example",
@@ -50,3 +50,20 @@ def test_bad_values_rejected_at_start() -> None:
         SemarizeSettings.from_env({"SEMARIZE_API_KEY": "k"})
     with pytest.raises(ConfigError):
         SemarizeSettings(api_url="u", api_key="k", mode="batch")  # type: ignore[arg-type]
+
+
+def test_who_evaluates_is_explicit_when_callminer_is_live() -> None:
+    live = {k: v for k, v in ENV.items() if not k.startswith("SEMARIZE_")}
+    assert evaluator_from_env({}) == "local-kits"  # sandbox CallMiner: local kits by default
+    assert evaluator_from_env(ENV) == "semarize"
+    assert evaluator_from_env({**live, "SEMARIZE_EVALUATOR": "local-kits"}) == "local-kits"
+    with pytest.raises(ConfigError) as info:
+        evaluator_from_env(live)
+    assert "\n" not in str(info.value)
+    assert "SEMARIZE_API_KEY" in str(info.value) and "SEMARIZE_EVALUATOR=local-kits" in str(
+        info.value
+    )
+    with pytest.raises(ConfigError, match="SEMARIZE_EVALUATOR=semarize but SEMARIZE_API_KEY"):
+        evaluator_from_env({"SEMARIZE_EVALUATOR": "semarize"})
+    with pytest.raises(ConfigError, match="must be semarize or local-kits"):
+        evaluator_from_env({"SEMARIZE_EVALUATOR": "gpt"})

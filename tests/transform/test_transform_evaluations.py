@@ -15,6 +15,7 @@ from callminer_assets.transform.scores import compliance_findings, score_interac
 
 DAY = date(2025, 1, 14)
 KITS = {"qa_compliance": "TCPA-v2026.1", "agent_wellbeing": "AW-v2026.1"}
+LOCAL = "local-kits"
 
 
 def _transcripts(*texts: str) -> pl.DataFrame:
@@ -53,7 +54,9 @@ def _interactions(n: int) -> pl.DataFrame:
 
 def test_only_unpaid_pairs_are_planned_and_a_changed_transcript_is_new() -> None:
     transcripts = _transcripts("agent: hi", "agent: hello", "")
-    first = ev.plan_requests(transcripts, _interactions(3), frame_from_rows(EVALUATIONS, []), KITS)
+    first = ev.plan_requests(
+        transcripts, _interactions(3), frame_from_rows(EVALUATIONS, []), KITS, LOCAL
+    )
     assert {(r.interaction_id, r.kit_code) for r in first} == {
         (i, k) for i in ("I0", "I1") for k in KITS
     }  # the pending transcript (I2) is not sent
@@ -61,12 +64,74 @@ def test_only_unpaid_pairs_are_planned_and_a_changed_transcript_is_new() -> None
         [EvalOutcome(r, "succeeded", "run", r.kit_version, {"b": Brick(1, 0.9)}) for r in first],
         {"I0": DAY, "I1": DAY},
         datetime.now(UTC),
+        LOCAL,
     )
-    assert ev.plan_requests(transcripts, _interactions(3), paid, KITS) == []
+    assert ev.plan_requests(transcripts, _interactions(3), paid, KITS, LOCAL) == []
     changed = _transcripts("agent: hi", "agent: hello, changed", "")
-    again = ev.plan_requests(changed, _interactions(3), paid, KITS)
+    again = ev.plan_requests(changed, _interactions(3), paid, KITS, LOCAL)
     assert {(r.interaction_id, r.kit_code) for r in again} == {("I1", k) for k in KITS}
-    assert len(ev.plan_requests(transcripts, _interactions(3), paid, KITS, rescore=True)) == 4
+    # a new version alone re-sends nothing; a re-score of that kit sends it once per transcript
+    bumped = {**KITS, "qa_compliance": "TCPA-v2026.2"}
+    assert ev.plan_requests(transcripts, _interactions(3), paid, bumped, LOCAL) == []
+    rescore = ev.plan_requests(
+        transcripts, _interactions(3), paid, bumped, LOCAL, rescore=["qa_compliance"]
+    )
+    assert {(r.interaction_id, r.kit_code, r.kit_version) for r in rescore} == {
+        ("I0", "qa_compliance", "TCPA-v2026.2"),
+        ("I1", "qa_compliance", "TCPA-v2026.2"),
+    }
+    # local-kits rows were never paid at Semarize
+    assert len(ev.plan_requests(transcripts, _interactions(3), paid, KITS, "semarize")) == 4
+
+
+def test_a_new_version_is_stored_beside_the_old_and_the_estimate_uses_recorded_usage() -> None:
+    transcripts = _transcripts("agent: hi", "agent: hello")
+    interactions = _interactions(2)
+    kits = {"qa_compliance": "v1"}
+    first = ev.plan_requests(
+        transcripts, interactions, frame_from_rows(EVALUATIONS, []), kits, LOCAL
+    )
+    old = ev.outcome_rows(
+        [
+            EvalOutcome(
+                r,
+                "succeeded",
+                f"r-{r.interaction_id}",
+                "v1",
+                {"b": Brick(0, 1)},
+                input_tokens=100 + n,
+            )
+            for n, r in enumerate(first)
+        ],
+        {"I0": DAY, "I1": DAY},
+        datetime(2025, 1, 14, tzinfo=UTC),
+        LOCAL,
+    )
+    again = ev.plan_requests(
+        transcripts, interactions, old, {"qa_compliance": "v2"}, LOCAL, rescore=["qa_compliance"]
+    )
+    assert ev.token_estimate(again, old) == (100 + 101, 2, 2)
+    assert ev.token_estimate(again, frame_from_rows(EVALUATIONS, []))[2] == 0
+    new = ev.outcome_rows(
+        [
+            EvalOutcome(r, "succeeded", f"s-{r.interaction_id}", "v2", {"b": Brick(1, 1)})
+            for r in again[:1]
+        ],
+        {"I0": DAY, "I1": DAY},
+        datetime(2025, 1, 15, tzinfo=UTC),
+        LOCAL,
+    )
+    merged = ev.merge(old, new, transcripts, ["qa_compliance"])
+    assert sorted(merged.select("interaction_id", "kit_version").rows()) == [
+        ("I0", "v1"),
+        ("I0", "v2"),
+        ("I1", "v1"),
+    ]
+    scores = score_interactions(merged, interactions)
+    assert dict(scores.select("interaction_id", "kit_versions").rows()) == {
+        "I0": '{"qa_compliance": "v2"}',
+        "I1": '{"qa_compliance": "v1"}',
+    }
 
 
 def test_hostile_run_results_are_storable_and_typed_safely(tmp_path: object) -> None:
@@ -96,7 +161,7 @@ def test_hostile_run_results_are_storable_and_typed_safely(tmp_path: object) -> 
             )
         },
     )
-    rows = ev.outcome_rows([outcome, experience], {"I0": DAY}, datetime.now(UTC))
+    rows = ev.outcome_rows([outcome, experience], {"I0": DAY}, datetime.now(UTC), LOCAL)
     con = duckdb.connect()
     con.execute("CREATE TABLE e (value JSON, evidence JSON, run_id VARCHAR, kit_version VARCHAR)")
     con.register("rows", rows.to_arrow())
@@ -115,17 +180,18 @@ def test_runs_paid_under_another_day_move_with_a_moved_interaction() -> None:
     """An interaction whose startTime moved to another day is not paid for again."""
     transcripts = _transcripts("agent: hi")  # now on DAY
     request = ev.plan_requests(
-        transcripts, _interactions(1), frame_from_rows(EVALUATIONS, []), KITS
+        transcripts, _interactions(1), frame_from_rows(EVALUATIONS, []), KITS, LOCAL
     )
     old_day = date(2025, 1, 13)
     paid = ev.outcome_rows(
         [EvalOutcome(r, "succeeded", "run", r.kit_version, {"b": Brick(1, 0.9)}) for r in request],
         {"I0": old_day},
         datetime.now(UTC),
+        LOCAL,
     )
     moved = ev.redate(paid, transcripts)
     assert moved["interaction_date"].unique().to_list() == [DAY]
-    assert ev.plan_requests(transcripts, _interactions(1), moved, KITS) == []
+    assert ev.plan_requests(transcripts, _interactions(1), moved, KITS, LOCAL) == []
     kept = ev.merge(moved, frame_from_rows(EVALUATIONS, []), transcripts, list(KITS))
     assert kept.height == len(KITS)
 

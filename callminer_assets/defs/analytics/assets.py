@@ -482,7 +482,14 @@ def attrition_model(
         metadata={
             "model_version": m["model_version"],
             "model_path": dg.MetadataValue.path(str(path.resolve())),
+            "conclusion": m["conclusion"],
             "roc_auc": m["roc_auc"],
+            "roc_auc_95ci": dg.MetadataValue.json([m["roc_auc_ci_low"], m["roc_auc_ci_high"]]),
+            "n_test_positives": m["n_test_positives"],
+            "permutation_p_value": m["permutation_p_value"],
+            "permutation_auc_mean_sd": dg.MetadataValue.json(
+                [m["permutation_auc_mean"], m["permutation_auc_sd"]]
+            ),
             "average_precision": m["average_precision"],
             "base_rate": m["base_rate"],
             "n_train": m["n_train"],

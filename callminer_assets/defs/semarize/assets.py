@@ -1,4 +1,9 @@
-"""Semarize evaluations: every available transcript x kit, paid for once."""
+"""Semarize evaluations: every available transcript x kit, paid for once per kit version.
+
+Run config ``rescore_kit`` (the ``rescore`` job, ``python -m callminer_assets rescore``) makes
+the step re-score that kit only, at its current version: transcripts already scored with that
+version are not sent again, older versions' rows stay beside the new ones.
+"""
 
 import asyncio
 from collections.abc import Sequence
@@ -13,7 +18,6 @@ from callminer_assets.defs.keys import EVALUATIONS_KEY, INTERACTIONS_KEY, TRANSC
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
 from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
 from callminer_assets.defs.resources import SandboxResource, SemarizeResource, WarehouseResource
-from callminer_assets.kits import current_kits
 from callminer_assets.lib.models import EvalRequest
 from callminer_assets.lib.semarize import EvalBatch, EvaluationAborted
 from callminer_assets.lib.tables import EVALUATIONS, INTERACTIONS, QUARANTINE, TRANSCRIPTS
@@ -34,6 +38,39 @@ EVALUATION_CHECKS = [
 # many times, this far apart; each attempt stores what finished, so nothing paid is lost.
 UNRESOLVED_RETRIES = 2
 UNRESOLVED_RETRY_WAIT_S = 30
+
+
+class EvaluationsConfig(dg.Config):
+    """Launchpad / run config: leave empty for ordinary runs."""
+
+    rescore_kit: str | None = None
+    """Re-score this kit at its current version (``GET /v1/kits``); other kits are left alone."""
+    rescore_version: str | None = None
+    """The version the re-score expects; the step fails if Semarize reports another."""
+
+
+def kit_versions(semarize: SemarizeResource, sandbox: SandboxResource, log: Any) -> dict[str, str]:
+    """The current version of each kit, as Semarize (or the local kits) reports it."""
+
+    async def listing() -> dict[str, str]:
+        async with semarize.client(sandbox, logger=log) as client:
+            return await client.kits()
+
+    return asyncio.run(listing())
+
+
+def plan_kits(versions: dict[str, str], config: EvaluationsConfig) -> dict[str, str]:
+    """The kits this run evaluates: all of them, or the one being re-scored (checked)."""
+    kit = config.rescore_kit
+    if kit is None:
+        return versions
+    if kit not in versions:
+        raise dg.Failure(f"rescore: no kit {kit!r} (kits: {', '.join(sorted(versions))})")
+    if config.rescore_version and config.rescore_version != versions[kit]:
+        raise dg.Failure(
+            f"rescore: {kit} is at version {versions[kit]}, not {config.rescore_version}"
+        )
+    return {kit: versions[kit]}
 
 
 async def _evaluate(
@@ -71,19 +108,24 @@ def _store_refused(
     check_specs=EVALUATION_CHECKS,
     automation_condition=EAGER_AFTER_CHECKS,
     description=(
-        "One row per interaction x kit x brick. A (transcript hash, kit) already stored is never "
-        "sent again unless SEMARIZE_RESCORE=true."
+        "One row per interaction x kit x kit version x brick. A transcript already scored with "
+        "a kit (by the same evaluator) is never sent again; the rescore job scores it once per "
+        "new kit version, beside the old rows."
     ),
 )
 def evaluations(
     context: dg.AssetExecutionContext,
+    config: EvaluationsConfig,
     semarize: SemarizeResource,
     sandbox: SandboxResource,
     warehouse: WarehouseResource,
 ) -> Any:
     """Send only unevaluated transcripts to Semarize and store every brick with its evidence."""
+    evaluator = semarize.evaluator_name
     if semarize.uses_sandbox:
-        context.log.info("SEMARIZE_API_KEY is not set: evaluating with the built-in sandbox kits")
+        context.log.info("evaluator local-kits: the kit files score transcripts (not paid)")
+    versions = kit_versions(semarize, sandbox, context.log)
+    kits = plan_kits(versions, config)
     days = partition_days(context)
     wh = warehouse.warehouse()
     where = {"interaction_date": days}
@@ -94,11 +136,15 @@ def evaluations(
     stored = wh.read(EVALUATIONS, {"interaction_id": transcripts["interaction_id"].to_list()})
     in_days = pl.col("interaction_date").is_in(days)
     existing = pl.concat([stored.filter(in_days), ev.redate(stored.filter(~in_days), transcripts)])
-    kits = {code: kit.version for code, kit in current_kits().items()}
-    requests = ev.plan_requests(transcripts, interactions, existing, kits, rescore=semarize.rescore)
+    rescore = [config.rescore_kit] if config.rescore_kit else []
+    requests = ev.plan_requests(
+        transcripts, interactions, existing, kits, evaluator, rescore=rescore
+    )
+    tokens, _, recorded = ev.token_estimate(requests, existing)
+    estimate = f"~{tokens:,} input tokens" if recorded else "tokens unknown (no usage recorded)"
     context.log.info(
-        f"{len(requests)} runs to start ({transcripts.height} transcripts, {len(kits)} kits; "
-        f"the rest already paid for)"
+        f"{len(requests)} runs to start ({transcripts.height} transcripts, kits "
+        f"{', '.join(f'{k} {v}' for k, v in kits.items())}; {estimate}; the rest already paid)"
     )
     aborted: EvaluationAborted | None = None
     try:
@@ -112,8 +158,8 @@ def evaluations(
     dates = dict(transcripts.select("interaction_id", "interaction_date").iter_rows())
     now = datetime.now(UTC)
     outcomes, refused = ev.screen(batch, dates, now)
-    new = ev.outcome_rows(outcomes, dates, now)
-    frame = ev.merge(existing, new, transcripts, list(kits))
+    new = ev.outcome_rows(outcomes, dates, now, evaluator)
+    frame = ev.merge(existing, new, transcripts, list(versions))
     wh.replace(EVALUATIONS, frame, where, publish=False)
     _store_refused(wh, refused, frame, where)
     if aborted is not None:
@@ -140,6 +186,8 @@ def evaluations(
             input_tokens=sum(o.input_tokens or 0 for o in batch),
             per_status=counts_by(runs, "status"),
             per_kit=counts_by(runs, "kit_code"),
+            evaluator=evaluator,
+            kit_versions=dict(kits),
         )
     )
     available = transcripts.filter(pl.col("status") == "available").select("interaction_id")
