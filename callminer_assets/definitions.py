@@ -14,8 +14,8 @@ from callminer_assets.defs.analytics.assets import (
     MONTHLY_KEYS,
     UNPARTITIONED_KEYS,
 )
-from callminer_assets.defs.analytics.report import monthly_report
 from callminer_assets.defs.analytics.frameworks import FRAMEWORK_ASSETS, FRAMEWORK_KEYS
+from callminer_assets.defs.analytics.report import monthly_report
 from callminer_assets.defs.automation import automation_sensor
 from callminer_assets.defs.callminer.assets import interactions, transcripts
 from callminer_assets.defs.keys import (

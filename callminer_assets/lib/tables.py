@@ -317,7 +317,11 @@ FRAMEWORK_COVERAGE = _t(
         "of them, flagged by CallMiner's own scoring (the kit file's callminer_flags)",
     ),
     ("flagged_by_both", "INTEGER", "failing the rule and flagged by CallMiner"),
-    ("coverage", "DOUBLE", "flagged_by_both / kit_flags: share of the rule's failures CallMiner also flags"),
+    (
+        "coverage",
+        "DOUBLE",
+        "flagged_by_both / kit_flags: share of the rule's failures CallMiner also flags",
+    ),
 )
 
 AGENT_ROSTER = _t(

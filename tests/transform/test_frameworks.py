@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from callminer_assets.lib.tables import COMPLIANCE_FINDINGS, NATIVE_CATEGORIES, NATIVE_SCORES
-from callminer_assets.transform.frameworks import ANY_RULE, framework_coverage
 from callminer_assets.transform.frames import frame_from_rows
+from callminer_assets.transform.frameworks import ANY_RULE, framework_coverage
 
 DAY = date(2025, 1, 14)
 

@@ -225,7 +225,7 @@ def test_values_no_column_can_hold_are_screened_into_quarantine() -> None:
         "qa_compliance/text: evidence utterance_index '3' is not a number",
     ]
     assert set(refused["record_id"]) == {"run_9"} and set(refused["source"]) == {"evaluation"}
-    rows = ev.outcome_rows([kept], {"I0": DAY}, datetime.now(UTC))
+    rows = ev.outcome_rows([kept], {"I0": DAY}, datetime.now(UTC), LOCAL)
     assert rows.height == len(bricks)
 
 
@@ -240,6 +240,6 @@ def test_findings_from_an_unscreened_stored_index_do_not_overflow() -> None:
         "TCPA-v2026.1",
         {"recording_disclosure": Brick(False, 0.9, evidence)},
     )
-    stored = ev.outcome_rows([outcome], {"I0": DAY}, datetime.now(UTC))
+    stored = ev.outcome_rows([outcome], {"I0": DAY}, datetime.now(UTC), LOCAL)
     findings = compliance_findings(stored, _interactions(1))
     assert findings.select("quote", "utterance_index").rows() == [("q", None)]
