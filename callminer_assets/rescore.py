@@ -43,11 +43,13 @@ class Plan:
 
     def describe(self) -> str:
         span = f"{self.days[0]} .. {self.days[-1]}" if self.days else "no days"
-        if self.recorded_runs:
+        if not self.runs:
+            cost = "nothing to pay"
+        elif self.recorded_runs:
             cost = (
                 f"about {self.tokens:,} input tokens (estimated from the usage already recorded: "
-                f"{self.priced_exactly} of the transcripts' own earlier runs, the rest at the "
-                f"kit's mean)"
+                f"{self.priced_exactly} of {self.runs} priced by the transcript's own earlier run, "
+                f"the rest at the kit's mean)"
             )
         else:
             cost = "input tokens unknown (no usage recorded yet)"
