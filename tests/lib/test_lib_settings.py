@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from callminer_assets.lib.errors import ConfigError
-from callminer_assets.lib.settings import CallMinerSettings, SemarizeSettings, evaluator_from_env
+from callminer_assets.lib.settings import (
+    BulkSettings,
+    CallMinerSettings,
+    SemarizeSettings,
+    backend_from_env,
+    evaluator_from_env,
+)
 
 ENV = {
     "CALLMINER_AUTH_URL": "https://auth.example",
@@ -67,3 +73,35 @@ def test_who_evaluates_is_explicit_when_callminer_is_live() -> None:
         evaluator_from_env({"SEMARIZE_EVALUATOR": "semarize"})
     with pytest.raises(ConfigError, match="must be semarize or local-kits"):
         evaluator_from_env({"SEMARIZE_EVALUATOR": "gpt"})
+
+
+def test_bulk_settings_from_region_with_overrides_and_a_required_time_zone() -> None:
+    base = {
+        "CALLMINER_CLIENT_ID": "cid",
+        "CALLMINER_CLIENT_SECRET": "s",
+        "CALLMINER_TENANT_TIMEZONE": "Europe/London",
+    }
+    us = BulkSettings.from_env(base)
+    assert us is not None and us.api_url == "https://api.callminer.net/bulkexport"
+    assert us.auth_url == "https://idp.callminer.net"
+    assert (us.poll_interval_s, us.poll_budget_s) == (60.0, 7200.0)
+    uk = BulkSettings.from_env({**base, "CALLMINER_REGION": "uk"})
+    assert uk is not None and uk.api_url == "https://apiuk.callminer.net/bulkexport"
+    assert uk.auth_url == "https://idpuk.callminer.net"
+    local = BulkSettings.from_env(
+        {**base, "CALLMINER_API_URL": "http://127.0.0.1:9/bulkexport", "CALLMINER_REGION": "CA"}
+    )
+    assert local is not None and local.api_url == "http://127.0.0.1:9/bulkexport"
+    assert local.auth_url == "https://idpca.callminer.net"
+    assert BulkSettings.from_env({}) is None
+    with pytest.raises(ConfigError, match="CALLMINER_TENANT_TIMEZONE"):
+        BulkSettings.from_env({k: v for k, v in base.items() if "TIMEZONE" not in k})
+    with pytest.raises(ConfigError, match="not a known time zone"):
+        BulkSettings.from_env({**base, "CALLMINER_TENANT_TIMEZONE": "Mars/Olympus"})
+    with pytest.raises(ConfigError, match="CALLMINER_REGION"):
+        BulkSettings.from_env({**base, "CALLMINER_REGION": "EU"})
+    with pytest.raises(ConfigError, match="CALLMINER_BACKEND"):
+        backend_from_env({"CALLMINER_BACKEND": "ftp"})
+    assert (
+        backend_from_env({}) == "rest" and backend_from_env({"CALLMINER_BACKEND": "Bulk"}) == "bulk"
+    )
