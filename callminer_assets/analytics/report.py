@@ -10,7 +10,7 @@ template (autoescape) or by Vega's SVG writer: transcripts quote customers verba
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Any
@@ -71,6 +71,9 @@ class ReportData:
     features: pl.DataFrame  # analytics.agent_monthly_features of the month
     risk: pl.DataFrame  # analytics.attrition_risk (the newest scored month)
     roster: pl.DataFrame  # callminer.agent_roster
+    # analytics.kit_version_diff and analytics.framework_coverage of the month (may be empty)
+    kit_diff: pl.DataFrame = field(default_factory=pl.DataFrame)
+    coverage: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,35 @@ def risk_panel(data: ReportData) -> pl.DataFrame:
     )
 
 
+def kit_changes(diff: pl.DataFrame) -> pl.DataFrame:
+    """Per kit, evaluator, rule and version pair: the interactions whose verdict changed."""
+    if diff.is_empty():
+        return diff
+    keys = ["kit_code", "evaluator", "rule", "from_version", "to_version"]
+    return (
+        diff.group_by(keys)
+        .agg(pl.col("interaction_id").n_unique().alias("interactions"))
+        .sort(["interactions", *keys], descending=[True, *([False] * len(keys))])
+    )
+
+
+def coverage_by_rule(coverage: pl.DataFrame) -> pl.DataFrame:
+    """The month's days summed per rule: the kit's failures, CallMiner's flags, both."""
+    if coverage.is_empty():
+        return coverage
+    counts = ["interactions", "kit_flags", "callminer_flags", "flagged_by_both"]
+    return (
+        coverage.group_by("rule")
+        .agg(pl.col(c).sum().cast(pl.Int64) for c in counts)
+        .with_columns(
+            coverage=pl.when(pl.col("kit_flags") > 0).then(
+                pl.col("flagged_by_both") / pl.col("kit_flags")
+            )
+        )
+        .sort(pl.col("rule").str.starts_with("("), "rule")
+    )
+
+
 def best_channels(consistency: pl.DataFrame) -> dict[str, str]:
     """Metric -> the channel with gap 0 (the best one), for marking it in the table."""
     out = {}
@@ -410,6 +442,8 @@ def build_report(data: ReportData, generated_at: datetime | None = None) -> Repo
     by_rule = compliance_by_rule_channel(data)
     worst = worst_interactions(data)
     panel = risk_panel(data)
+    changes = kit_changes(data.kit_diff)
+    covered = coverage_by_rule(data.coverage)
     consistency = data.consistency.sort(pl.col("channel").replace_strict(_ORDER, default=99))
     risk_month = str(data.risk["month"].max())[:7] if data.risk.height else ""  # YYYY-MM
     outcomes = _rule_outcomes(data)
@@ -437,6 +471,9 @@ def build_report(data: ReportData, generated_at: datetime | None = None) -> Repo
         **tier_counts,
         "best_empathy_channel": best.get("empathy", ""),
         "widest_empathy_gap_pct": None if widest is None else round(float(widest), 1),  # type: ignore[arg-type]
+        "kit_changed_interactions": (
+            data.kit_diff["interaction_id"].n_unique() if data.kit_diff.height else 0
+        ),
     }
     charts = {
         "volumes": volume_chart(daily) if daily.height else "",
@@ -463,6 +500,8 @@ def build_report(data: ReportData, generated_at: datetime | None = None) -> Repo
         best=best,
         widest=widest_gaps(consistency),
         charts=charts,
+        kit_changes=changes.to_dicts(),
+        coverage=covered.to_dicts(),
         tier_colours=_TIER_COLOURS,
         thresholds={"intervene": INTERVENE_RISK, "watch": WATCH_RISK},
     )

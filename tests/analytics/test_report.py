@@ -18,7 +18,8 @@ from callminer_assets.analytics.report import (
     volumes,
     worst_interactions,
 )
-from tests.analytics.report_sample import HOSTILE_QUOTE, MONTH, sample
+from callminer_assets.lib.tables import FRAMEWORK_COVERAGE, KIT_VERSION_DIFF
+from tests.analytics.report_sample import HOSTILE_QUOTE, MONTH, frame, sample
 
 
 def test_compliance_by_rule_and_channel_counts_each_interaction_once() -> None:
@@ -122,3 +123,48 @@ def test_risk_of_another_month_is_not_shown_as_this_months() -> None:
     report = build_report(older)
     assert "stored for the newest scored month only (2025-03)" in report.html
     assert "scored for 2025-03 only" in report.summary_markdown()
+
+
+def test_frameworks_are_compared_only_when_their_tables_have_rows() -> None:
+    data = sample()
+    assert "Compliance frameworks compared" not in build_report(data).html
+    diff = frame(
+        KIT_VERSION_DIFF,
+        [
+            {
+                "interaction_id": f"INT-202503-{i}",
+                "kit_code": "qa_compliance",
+                "evaluator": "local-kits",
+                "rule": "prohibited_phrases",
+                "from_version": "1.0.0",
+                "to_version": "1.1.0",
+                "from_value": "0",
+                "to_value": "1",
+            }
+            for i in range(3)
+        ],
+    )
+    coverage = frame(
+        FRAMEWORK_COVERAGE,
+        [
+            {
+                "rule": rule,
+                "interactions": 10,
+                "kit_flags": k,
+                "callminer_flags": 2,
+                "flagged_by_both": b,
+            }
+            for rule, k, b in (
+                ("(any rule)", 4, 2),
+                ("consent_obtained", 4, 1),
+                ("(any rule)", 4, 3),
+            )
+        ],
+    )
+    report = build_report(dataclasses.replace(data, kit_diff=diff, coverage=coverage))
+    html = report.html
+    assert "Compliance frameworks compared" in html
+    assert report.counts["kit_changed_interactions"] == 3
+    # two days of "(any rule)" summed: 5 of 8 failures flagged by CallMiner too
+    assert re.search(r"\(any rule\)</td><td class=\"n\">20</td><td class=\"n\">8</td>", html)
+    assert "62 %" in html and "25 %" in html

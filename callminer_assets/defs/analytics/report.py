@@ -19,9 +19,11 @@ from callminer_assets.defs.analytics.automation import MONTHLY_ON_UPDATES
 from callminer_assets.defs.analytics.resources import AnalyticsResource
 from callminer_assets.defs.keys import (
     CONSISTENCY_KEY,
+    COVERAGE_KEY,
     FEATURES_KEY,
     FINDINGS_KEY,
     INTERACTIONS_KEY,
+    KIT_DIFF_KEY,
     QUARANTINE_KEY,
     REPORT_KEY,
     RISK_KEY,
@@ -38,8 +40,10 @@ from callminer_assets.lib.tables import (
     ATTRITION_RISK,
     CHANNEL_CONSISTENCY,
     COMPLIANCE_FINDINGS,
+    FRAMEWORK_COVERAGE,
     INTERACTION_SCORES,
     INTERACTIONS,
+    KIT_VERSION_DIFF,
     QUARANTINE,
     TRANSCRIPTS,
 )
@@ -73,6 +77,8 @@ def read_month(wh: Warehouse, month: date) -> ReportData:
         features=wh.read(AGENT_MONTHLY_FEATURES, {"month": [month]}),
         risk=wh.read(ATTRITION_RISK),
         roster=wh.read(AGENT_ROSTER),
+        kit_diff=wh.read(KIT_VERSION_DIFF, days),
+        coverage=wh.read(FRAMEWORK_COVERAGE, days),
     )
 
 
@@ -94,6 +100,8 @@ def write_report(report: Report, reports_dir: str | Path) -> Path:
         QUARANTINE_KEY,
         SCORES_KEY,
         FINDINGS_KEY,
+        KIT_DIFF_KEY,
+        COVERAGE_KEY,
         CONSISTENCY_KEY,
         FEATURES_KEY,
         RISK_KEY,
@@ -107,8 +115,9 @@ def write_report(report: Report, reports_dir: str | Path) -> Path:
     output_required=False,
     description=(
         "The month's report as one offline HTML file (REPORTS_DIR/YYYY-MM.html): volumes, "
-        "compliance by rule and channel with the worst interactions' evidence, the attrition "
-        "risk panel, omnichannel consistency."
+        "compliance by rule and channel with the worst interactions' evidence, frameworks "
+        "compared (when kit versions or CallMiner's native scores differ), the attrition risk "
+        "panel, omnichannel consistency."
     ),
 )
 def monthly_report(
