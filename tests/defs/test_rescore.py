@@ -15,6 +15,7 @@ import yaml
 
 from callminer_assets.cli import main
 from callminer_assets.definitions import DAILY_ASSETS
+from callminer_assets.defs.semarize.rescore import run_config
 from callminer_assets.kits.loader import PACKAGED_DIR, normalise
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import embedded_app, state_of
@@ -133,3 +134,41 @@ def test_a_version_that_is_not_current_is_refused_in_one_line(
     code, _, err = _rescore(capsys, "--version", "TCPA-v1999", "--yes")
     assert code == 2
     assert err.strip() == f"error: rescore: qa_compliance is at version {OLD}, not TCPA-v1999"
+
+
+def test_the_rescore_job_runs_from_its_launchpad_config(
+    dagster_home: dg.DagsterInstance, duckdb_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI path: the job with its default run config, over one partition of stored data."""
+    monkeypatch.setenv("SANDBOX_PER_DAY", "3")
+    monkeypatch.setenv("SANDBOX_SEED", str(SEED + 1))
+    keys = ["/".join(k.path) for k in DAILY_ASSETS]
+    env = {"SANDBOX_PER_DAY": "3", "SANDBOX_SEED": str(SEED + 1)}
+    assert materialize(dagster_home, env, keys, tags=range_tags(DAYS[0], DAYS[0])).success
+    from callminer_assets.definitions import ALL_ASSETS
+    from callminer_assets.defs.resources import build_resources
+    from callminer_assets.defs.semarize.rescore import rescore_job
+
+    job = dg.Definitions(
+        assets=ALL_ASSETS, jobs=[rescore_job], resources=build_resources()
+    ).resolve_job_def("rescore")
+    started = state_of(embedded_app(SandboxConfig(seed=SEED + 1, per_day=3))).runs_started
+    result = job.execute_in_process(instance=dagster_home, partition_key=DAYS[0])
+    assert result.success
+    # same kit version as stored: nothing to pay
+    assert state_of(embedded_app(SandboxConfig(seed=SEED + 1, per_day=3))).runs_started == started
+    wrong = job.execute_in_process(
+        instance=dagster_home,
+        partition_key=DAYS[0],
+        run_config=run_config("qa_compliance", "TCPA-v0"),
+        raise_on_error=False,
+    )
+    assert not wrong.success
+
+
+def test_semarize_rescore_is_gone_with_a_pointer_to_the_command() -> None:
+    from callminer_assets.defs.resources import build_resources
+    from callminer_assets.lib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="python -m callminer_assets rescore"):
+        build_resources({"SEMARIZE_RESCORE": "true"})
