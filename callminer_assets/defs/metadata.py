@@ -1,7 +1,14 @@
-"""Dagster metadata every materialisation carries: counts, a preview, the table."""
+"""Dagster metadata every materialisation carries: counts, a preview, the table.
+
+The event log is not a store of customer data: by default the preview shows numbers, dates,
+codes and record keys, and every other text cell as its length only (``‹42 chars›``):
+no customer id, contact field, email address, utterance or transcript text. Set
+``METADATA_PREVIEW=full`` (a developer on the sandbox) to see every value.
+"""
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,11 +19,72 @@ from callminer_assets.lib.tables import Table
 
 PREVIEW_ROWS = 5
 _PREVIEW_CHARS = 60
+PREVIEW_ENV = "METADATA_PREVIEW"
+# Text columns whose values are vocabularies, codes, hashes or record keys: shown in previews.
+SHOWN_TEXT = frozenset(
+    {
+        "interaction_id",
+        "agent_id",
+        "channel",
+        "direction",
+        "disposition",
+        "wrap_up_codes",
+        "campaign",
+        "queue",
+        "source",
+        "record_id",
+        "reason",
+        "status",
+        "format",
+        "transcript_hash",
+        "speaker_role",
+        "score_id",
+        "score_name",
+        "category_id",
+        "category_name",
+        "kit_code",
+        "kit_version",
+        "brick",
+        "run_id",
+        "topic_primary",
+        "rule",
+        "failed_rules",
+        "team",
+        "model_version",
+        "train_months",
+        "test_months",
+        "top_features",
+        "evaluator",
+        "origin",
+    }
+)
+
+
+def full_previews() -> bool:
+    return os.environ.get(PREVIEW_ENV, "").strip().lower() == "full"
+
+
+def redacted(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every text (or nested) column outside SHOWN_TEXT replaced by its length."""
+    hidden = []
+    for name, dtype in frame.schema.items():
+        if name in SHOWN_TEXT:
+            continue
+        if dtype == pl.String:
+            hidden.append(pl.format("‹{} chars›", pl.col(name).str.len_chars()).alias(name))
+        elif dtype.is_nested() or dtype == pl.Binary:
+            hidden.append(
+                pl.when(pl.col(name).is_null())
+                .then(None)
+                .otherwise(pl.lit("‹redacted›"))
+                .alias(name)
+            )
+    return frame.with_columns(hidden) if hidden else frame
 
 
 def markdown_preview(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
-    """A small Markdown table; long cells are cut so the UI stays readable."""
-    head = frame.head(rows)
+    """A small Markdown table (redacted unless METADATA_PREVIEW=full); long cells are cut."""
+    head = frame.head(rows) if full_previews() else redacted(frame.head(rows))
     if head.is_empty():
         return "_no rows_"
 

@@ -12,6 +12,7 @@ import pytest
 
 from callminer_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from callminer_assets.defs.resources import build_resources
+from callminer_assets.lib.tables import TABLES
 from callminer_assets.warehouse.store import connect_published
 
 REPO = Path(__file__).parents[2]
@@ -66,6 +67,37 @@ def rows(path: Path, sql: str, params: list[Any] | None = None) -> list[tuple[An
     con = connect_published(path)
     try:
         return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+# Columns that record *when* or *which run*, not *what*: they differ between any two runs.
+TIMING = {
+    "extracted_at",
+    "fetched_at",
+    "evaluated_at",
+    "first_seen_pending_at",
+    "run_id",
+    "quarantined_at",
+}
+RAW = [
+    "callminer.interactions",
+    "callminer.transcripts",
+    "callminer.utterances",
+    "semarize.evaluations",
+]
+
+
+def snapshot(path: Path, tables: list[str] = RAW) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of ``tables`` (timing columns aside), sorted: equal means same keys and values."""
+    con = connect_published(path)
+    try:
+        out = {}
+        for name in tables:
+            cols = [f'"{c}"' for c in TABLES[name].column_names if c not in TIMING]
+            sql = f"SELECT {', '.join(cols)} FROM {name} ORDER BY ALL"  # noqa: S608 - tables.py names
+            out[name] = con.execute(sql).fetchall()
+        return out
     finally:
         con.close()
 

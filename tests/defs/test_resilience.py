@@ -13,37 +13,9 @@ from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.generator import Generator
 from callminer_assets.sandbox.server import serve
 from callminer_assets.warehouse.store import connect_published
-from tests.defs.helpers import EXTRACT, materialize, rows, sandbox_env
+from tests.defs.helpers import EXTRACT, materialize, rows, sandbox_env, snapshot
 
 DAY = date(2025, 3, 4)
-# Columns that record *when* or *which run*, not *what*: they differ between any two runs.
-TIMING = {
-    "extracted_at",
-    "fetched_at",
-    "evaluated_at",
-    "first_seen_pending_at",
-    "run_id",
-    "quarantined_at",
-}
-RAW = [
-    "callminer.interactions",
-    "callminer.transcripts",
-    "callminer.utterances",
-    "semarize.evaluations",
-]
-
-
-def _snapshot(path: Path) -> dict[str, list[tuple[object, ...]]]:
-    con = connect_published(path)
-    try:
-        out = {}
-        for name in RAW:
-            cols = [f'"{c}"' for c in TABLES[name].column_names if c not in TIMING]
-            sql = f"SELECT {', '.join(cols)} FROM {name} ORDER BY ALL"  # noqa: S608 - schema.py names
-            out[name] = con.execute(sql).fetchall()
-        return out
-    finally:
-        con.close()
 
 
 def _run(
@@ -69,7 +41,7 @@ def test_transport_faults_change_nothing_but_timing(tmp_path: Path) -> None:
     assert clean.success and faulty.success
     faults = [e["fault"] for e in state.request_log if e.get("fault")]  # type: ignore[attr-defined]
     assert len(faults) >= 5, "the faulty run met too few faults to prove anything"
-    assert _snapshot(faulty_db) == _snapshot(clean_db)
+    assert snapshot(faulty_db) == snapshot(clean_db)
 
 
 def test_hostile_records_are_quarantined_and_valid_ones_land_verbatim(tmp_path: Path) -> None:

@@ -183,7 +183,7 @@ def interaction_scores(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         "WHERE interaction_date BETWEEN ? AND ?) GROUP BY 1 HAVING count(*) > 1 ORDER BY 1",
         [days[0], days[-1]],
     )
-    passed, meta = checks.scores_in_range(scores, duplicates)
+    passed, meta = checks.scores_in_range(wh.read(INTERACTION_SCORES, where), duplicates)
     yield dg.AssetCheckResult(
         asset_key=SCORES_KEY, check_name="scores_in_range", passed=passed, metadata=meta
     )
@@ -251,7 +251,10 @@ FEATURE_CHECKS = [
         "feature_values_in_range",
         asset=FEATURES_KEY,
         blocking=True,
-        description="Shares/means within 0..1, channel shares sum to 1, |weekly slope| <= 1.",
+        description=(
+            "On the stored rows of the run's months: shares/means within 0..1, channel shares "
+            "sum to 1, at least one interaction, |weekly slope| <= 1."
+        ),
     ),
 ]
 
@@ -303,7 +306,7 @@ def agent_features(
             exports_dir=str(Path(analytics.exports_dir).resolve()),
         )
     )
-    passed, meta = checks.features_in_range(frame)
+    passed, meta = checks.features_in_range(wh.read(AGENT_MONTHLY_FEATURES, {"month": months}))
     yield dg.AssetCheckResult(check_name="feature_values_in_range", passed=passed, metadata=meta)
 
 

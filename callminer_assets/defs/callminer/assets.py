@@ -195,7 +195,7 @@ def interactions(
                 QUARANTINE, quarantine, per_reason=counts_by(quarantine, "reason")
             ),
         )
-    yield from _selected(context, interaction_check_results(frame, _stored_elsewhere(wh, frame)))
+    yield from _selected(context, interaction_check_results(wh, days))
 
 
 def _store_native(
@@ -224,16 +224,6 @@ class TranscriptsConfig(dg.Config):
 
     refetch_available: bool = False
     """Fetch transcripts already stored as available again (e.g. after CallMiner re-transcribed)."""
-
-
-def _stored_elsewhere(wh: Warehouse, frame: pl.DataFrame) -> list[str]:
-    """Ids of ``frame`` the table also holds under another day (their startTime moved)."""
-    found = wh.query(
-        "SELECT interaction_id FROM callminer.interactions "
-        "WHERE interaction_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 HAVING count(*) > 1",
-        [frame["interaction_id"].to_list()],
-    )
-    return found["interaction_id"].to_list()
 
 
 async def _fetch(
@@ -338,11 +328,18 @@ def transcripts(
         ),
     )
     selected = context.selected_asset_keys
-    if TRANSCRIPTS_KEY in selected:
-        wh.replace(TRANSCRIPTS, result.transcripts, where, publish=False)
+    # Transcripts last: a stored `available` transcript is kept as is by the next run, so its
+    # utterances and quarantine rows must already be stored if the process dies in between.
     if UTTERANCES_KEY in selected:
         wh.replace(UTTERANCES, result.utterances, where, publish=False)
-    wh.replace(QUARANTINE, result.quarantine, {**where, "source": ["transcript", "utterance"]})
+    wh.replace(
+        QUARANTINE,
+        result.quarantine,
+        {**where, "source": ["transcript", "utterance"]},
+        publish=TRANSCRIPTS_KEY not in selected,
+    )
+    if TRANSCRIPTS_KEY in selected:
+        wh.replace(TRANSCRIPTS, result.transcripts, where)
     # Only now, with everything committed, may the source drop its copy (bulk: the export).
     asyncio.run(_release(callminer, sandbox, days, context.log))
     status = counts_by(result.transcripts, "status")
@@ -368,9 +365,7 @@ def transcripts(
                 per_role=counts_by(result.utterances, "speaker_role"),
             ),
         )
-    yield from _selected(
-        context, transcript_check_results(frame, result.transcripts, result.utterances)
-    )
+    yield from _selected(context, transcript_check_results(wh, days))
 
 
 def _selected(

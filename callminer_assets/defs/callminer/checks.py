@@ -1,18 +1,22 @@
-"""Data-shape checks per channel, computed on the frames a run just wrote.
+"""Data-shape checks per channel, queried from the stored tables after the step's writes.
 
-They run inside the asset (``check_specs``) so they see exactly the partition
-range of the run. Blocking checks stop downstream assets whose results would
-otherwise be wrong (evaluating a duplicated interaction bills it twice).
+They run inside the asset (``check_specs``) so they see exactly the partition range of
+the run, and they read what the warehouse holds, not the frames the step built: a write
+that lost rows or a table changed behind the pipeline's back fails them. Blocking checks
+stop downstream assets whose results would otherwise be wrong (evaluating a duplicated
+interaction bills it twice).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 
 import dagster as dg
 import polars as pl
 
 from callminer_assets.defs.keys import INTERACTIONS_KEY, TRANSCRIPTS_KEY, UTTERANCES_KEY
+from callminer_assets.warehouse.store import Warehouse
 
 _SAMPLE = 5
 
@@ -38,7 +42,10 @@ TRANSCRIPT_CHECKS = [
         "every_interaction_has_transcript_row",
         asset=TRANSCRIPTS_KEY,
         blocking=True,
-        description="One transcripts row per interaction (available, pending or missing).",
+        description=(
+            "Every stored interaction of the run's days has a stored transcripts row "
+            "(available, pending or missing)."
+        ),
     ),
     dg.AssetCheckSpec(
         "timed_channels_shape",
@@ -66,56 +73,79 @@ def _result(name: str, key: dg.AssetKey, bad: list[str], checked: int) -> dg.Ass
     )
 
 
-def interaction_check_results(
-    interactions: pl.DataFrame, stored_elsewhere: list[str]
-) -> Iterator[dg.AssetCheckResult]:
-    """``stored_elsewhere``: ids of this run also stored under another day (see the asset)."""
-    dupes = interactions.filter(pl.col("interaction_id").is_duplicated())["interaction_id"]
-    yield _result(
-        "unique_interaction_id",
-        INTERACTIONS_KEY,
-        sorted(set(dupes.to_list()) | set(stored_elsewhere)),
-        interactions.height,
-    )
-    timed = pl.col("channel").is_in(["voice", "video"])
-    bad = interactions.filter(
-        (timed & ~(pl.col("duration_s").fill_null(0) > 0))
-        | ((pl.col("channel") == "email") & pl.col("duration_s").is_not_null())
-    )["interaction_id"]
-    yield _result("duration_shape", INTERACTIONS_KEY, bad.to_list(), interactions.height)
+# Every query reads what is stored for the run's days (after the step's writes), so a write
+# that lost or changed rows fails the check. `?::DATE[]` is the run's days.
+_DAYS = "interaction_date IN (SELECT unnest(?::DATE[]))"
+
+_DUPLICATED = """
+SELECT interaction_id FROM callminer.interactions
+WHERE interaction_id IN (
+    SELECT interaction_id FROM callminer.interactions
+    WHERE interaction_date IN (SELECT unnest(?::DATE[])))
+GROUP BY 1 HAVING count(*) > 1
+"""
+_BAD_DURATION = """
+SELECT interaction_id FROM callminer.interactions
+WHERE interaction_date IN (SELECT unnest(?::DATE[])) AND (
+    (channel IN ('voice', 'video') AND NOT coalesce(duration_s > 0, false))
+    OR (channel = 'email' AND duration_s IS NOT NULL))
+"""
+_WITHOUT_TRANSCRIPT_ROW = """
+SELECT i.interaction_id FROM callminer.interactions i
+WHERE i.interaction_date IN (SELECT unnest(?::DATE[])) AND NOT EXISTS (
+    SELECT 1 FROM callminer.transcripts t
+    WHERE t.interaction_id = i.interaction_id AND t.interaction_date = i.interaction_date)
+"""
+# One row per stored transcript with utterances: its channel and both shape verdicts.
+_UTTERANCE_SHAPES = """
+WITH u AS (
+    SELECT u.interaction_id, u.seq, u.start_s, u.speaker_role, i.channel,
+           u.start_s - lag(u.start_s) OVER (PARTITION BY u.interaction_id ORDER BY u.seq) AS step
+    FROM callminer.utterances u
+    JOIN callminer.interactions i
+      ON i.interaction_id = u.interaction_id AND i.interaction_date = u.interaction_date
+    WHERE u.interaction_date IN (SELECT unnest(?::DATE[])))
+SELECT interaction_id, any_value(channel) AS channel,
+       bool_or(start_s IS NULL) OR bool_or(coalesce(step, 0) < 0)
+       OR NOT bool_or(speaker_role = 'agent') OR NOT bool_or(speaker_role = 'customer')
+         AS timed_bad,
+       NOT bool_or(speaker_role <> 'unknown') AS email_bad
+FROM u GROUP BY 1
+"""
 
 
-def transcript_check_results(
-    interactions: pl.DataFrame, transcripts: pl.DataFrame, utterances: pl.DataFrame
-) -> Iterator[dg.AssetCheckResult]:
-    missing_rows = interactions.join(transcripts, on="interaction_id", how="anti")["interaction_id"]
+def _ids(wh: Warehouse, sql: str, days: list[date]) -> list[str]:
+    ids: list[str] = wh.query(sql, [days])["interaction_id"].to_list()
+    return ids
+
+
+def _count(wh: Warehouse, table: str, days: list[date]) -> int:
+    sql = f"SELECT count(*) AS n FROM {table} WHERE {_DAYS}"  # noqa: S608 - constant names
+    return int(wh.query(sql, [days])["n"][0])
+
+
+def interaction_check_results(wh: Warehouse, days: list[date]) -> Iterator[dg.AssetCheckResult]:
+    """On the stored table: ids unique across every day, durations shaped per channel."""
+    checked = _count(wh, "callminer.interactions", days)
+    dupes = _ids(wh, _DUPLICATED, days)
+    yield _result("unique_interaction_id", INTERACTIONS_KEY, dupes, checked)
+    bad = _ids(wh, _BAD_DURATION, days)
+    yield _result("duration_shape", INTERACTIONS_KEY, bad, checked)
+
+
+def transcript_check_results(wh: Warehouse, days: list[date]) -> Iterator[dg.AssetCheckResult]:
+    """On the stored tables: a transcripts row per stored interaction, utterance shapes."""
+    missing = _ids(wh, _WITHOUT_TRANSCRIPT_ROW, days)
     yield _result(
         "every_interaction_has_transcript_row",
         TRANSCRIPTS_KEY,
-        missing_rows.to_list(),
-        interactions.height,
+        missing,
+        _count(wh, "callminer.interactions", days),
     )
-
-    with_channel = utterances.join(
-        interactions.select("interaction_id", "channel"), on="interaction_id", how="inner"
-    )
-    timed = with_channel.filter(pl.col("channel").is_in(["voice", "video", "chat"])).sort(
-        "interaction_id", "seq"
-    )
-    per_transcript = timed.group_by("interaction_id").agg(
-        pl.col("start_s").is_null().any().alias("unknown_time"),
-        (pl.col("start_s").diff().fill_null(0) < 0).any().alias("goes_back"),
-        (pl.col("speaker_role") == "agent").any().alias("agent"),
-        (pl.col("speaker_role") == "customer").any().alias("customer"),
-    )
-    bad = per_transcript.filter(
-        pl.col("unknown_time") | pl.col("goes_back") | ~pl.col("agent") | ~pl.col("customer")
-    )["interaction_id"]
-    yield _result("timed_channels_shape", UTTERANCES_KEY, bad.to_list(), per_transcript.height)
-
-    email = with_channel.filter(pl.col("channel") == "email")
-    per_thread = email.group_by("interaction_id").agg(
-        (pl.col("speaker_role") != "unknown").any().alias("inferred"),
-    )
-    bad = per_thread.filter(~pl.col("inferred"))["interaction_id"]
-    yield _result("email_roles_inferred", UTTERANCES_KEY, bad.to_list(), per_thread.height)
+    shapes = wh.query(_UTTERANCE_SHAPES, [days])
+    timed = shapes.filter(pl.col("channel").is_in(["voice", "video", "chat"]))
+    bad = timed.filter(pl.col("timed_bad"))["interaction_id"].to_list()
+    yield _result("timed_channels_shape", UTTERANCES_KEY, bad, timed.height)
+    email = shapes.filter(pl.col("channel") == "email")
+    bad = email.filter(pl.col("email_bad"))["interaction_id"].to_list()
+    yield _result("email_roles_inferred", UTTERANCES_KEY, bad, email.height)

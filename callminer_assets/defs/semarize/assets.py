@@ -7,7 +7,7 @@ version are not sent again, older versions' rows stay beside the new ones.
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -73,6 +73,35 @@ def plan_kits(versions: dict[str, str], config: EvaluationsConfig) -> dict[str, 
     return {kit: versions[kit]}
 
 
+_UNCOVERED = """
+SELECT t.interaction_id, k.kit_code
+FROM callminer.transcripts t CROSS JOIN (SELECT unnest(?::VARCHAR[]) AS kit_code) k
+WHERE t.status = 'available' AND t.interaction_date IN (SELECT unnest(?::DATE[]))
+  AND NOT EXISTS (SELECT 1 FROM semarize.evaluations e
+                  WHERE e.interaction_id = t.interaction_id AND e.kit_code = k.kit_code)
+"""
+
+
+def _coverage(wh: Warehouse, days: list[date], kits: list[str]) -> dg.AssetCheckResult:
+    """Queried from the stored tables after the write: available transcripts x kits without
+    a stored run (succeeded or failed)."""
+    uncovered = wh.query(_UNCOVERED, [kits, days])
+    expected = wh.query(
+        "SELECT count(*) AS n FROM callminer.transcripts WHERE status = 'available' "
+        "AND interaction_date IN (SELECT unnest(?::DATE[]))",
+        [days],
+    )["n"][0] * len(kits)
+    return dg.AssetCheckResult(
+        check_name="covers_every_available_transcript",
+        passed=uncovered.is_empty(),
+        metadata={
+            "expected": int(expected),
+            "uncovered": uncovered.height,
+            "uncovered_per_kit": counts_by(uncovered, "kit_code"),
+        },
+    )
+
+
 async def _evaluate(
     semarize: SemarizeResource, sandbox: SandboxResource, requests: Sequence[EvalRequest], log: Any
 ) -> EvalBatch:
@@ -94,7 +123,7 @@ def _store_refused(
         pl.col("record_id").is_in(kept_runs.implode())
         & ~pl.col("record_id").is_in(refused["record_id"].implode())
     )
-    wh.replace(QUARANTINE, pl.concat([stored, refused]), q_where)
+    wh.replace(QUARANTINE, pl.concat([stored, refused]), q_where, publish=False)
 
 
 @dg.asset(
@@ -160,9 +189,13 @@ def evaluations(
     outcomes, refused = ev.screen(batch, dates, now)
     new = ev.outcome_rows(outcomes, dates, now, evaluator)
     frame = ev.merge(existing, new, transcripts, list(versions))
-    wh.replace(EVALUATIONS, frame, where, publish=False)
+    # Quarantine first: stored runs are never fetched again, so their quarantined values must
+    # be stored before the runs are, in case the process dies in between.
     _store_refused(wh, refused, frame, where)
+    wh.replace(EVALUATIONS, frame, where)
+    coverage = _coverage(wh, days, list(kits))
     if aborted is not None:
+        yield coverage
         raise aborted
     if batch.unresolved:
         reasons = counts_by(pl.DataFrame({"reason": [r for _, r in batch.unresolved]}), "reason")
@@ -170,6 +203,7 @@ def evaluations(
             f"{len(batch.unresolved)} of {len(requests)} runs not resolved "
             f"({len(batch)} stored); a retry sends them with the same Idempotency-Key"
         )
+        yield coverage  # reported (failing) before the step retries or fails
         if context.retry_number < UNRESOLVED_RETRIES:
             context.log.warning(message)
             raise dg.RetryRequested(
@@ -190,11 +224,4 @@ def evaluations(
             kit_versions=dict(kits),
         )
     )
-    available = transcripts.filter(pl.col("status") == "available").select("interaction_id")
-    expected = available.join(pl.DataFrame({"kit_code": list(kits)}), how="cross")
-    uncovered = expected.join(runs, on=["interaction_id", "kit_code"], how="anti")
-    yield dg.AssetCheckResult(
-        check_name="covers_every_available_transcript",
-        passed=uncovered.is_empty(),
-        metadata={"expected": expected.height, "uncovered": uncovered.height},
-    )
+    yield coverage
