@@ -49,6 +49,8 @@ CONFIG = SandboxConfig(
 TABLES = [*RAW, "callminer.quarantine"]
 SELECT = ",".join([*EXTRACT, "callminer/quarantine", "callminer/utterances"])
 KILL_DEADLINE_S = 180
+# Two dagster processes per case; on a busy 2-core machine one can take two minutes.
+pytestmark = pytest.mark.timeout(900)
 
 
 @dataclass(frozen=True)
