@@ -1,124 +1,351 @@
-"""``python -m callminer_assets run``: the whole pipeline headless, then a summary.
+"""``python -m callminer_assets``: the pipeline headless, its summary, maintenance commands.
 
-Runs the same Dagster assets the UI shows, on the instance at ``DAGSTER_HOME``,
-as a few range runs (one per month of days, then the months, then the models)
-instead of one run per partition.
+``run`` executes the named jobs of the code location one partition per run (each day, then
+each whole month, then the models), so every partition's materialisation carries its own
+figures and memory does not grow with the range (decision 0015). Dagster's event stream
+goes to a log file; the terminal gets a progress bar (or one line per chunk of days when
+not a terminal), then the summary.
+
+A subcommand registers itself in a few lines::
+
+    @command("rescore", "evaluate stored transcripts again", _rescore_arguments)
+    def _rescore(args: argparse.Namespace) -> int: ...
+
+``pipeline=True`` (the default) prepares DAGSTER_HOME, checks the warehouse location and
+loads the code location first, so configuration errors are one line and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
-from datetime import date, timedelta
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
 
-import dagster as dg
+from callminer_assets.lib.errors import ConfigError
 
-from callminer_assets import rescore
-from callminer_assets.defs.partitions import (
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    daily_partitions,
-    monthly_partitions,
-)
-from callminer_assets.defs.recovery import recover, stop_waiting_runs_on_signal
-from callminer_assets.lib.tables import TABLES
-from callminer_assets.warehouse.store import connect_published
+TRIGGER_TAG = "callminer/trigger"
+WINDOW_TAG = "callminer/window"
+DAYS_PER_LINE = 7
+"""Without a terminal, one progress line per this many days (a half year: 26 lines)."""
+_REPO_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
 
 
-def _month_chunks(start: date, end: date) -> list[tuple[date, date]]:
-    chunks, day = [], start
-    while day <= end:
-        next_month = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
-        last = min(end, next_month - timedelta(days=1))
-        chunks.append((day, last))
-        day = last + timedelta(days=1)
-    return chunks
+# -- subcommands -------------------------------------------------------------------------------
 
 
-def _range_tags(first: str, last: str) -> dict[str, str]:
-    return {
-        RANGE_START_TAG: first,
-        RANGE_END_TAG: last,
-        "callminer/trigger": "cli",
-    }
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    handler: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None] | None
+    pipeline: bool
 
 
-def _materialize(
-    selection: dg.AssetSelection, instance: dg.DagsterInstance, tags: dict[str, str]
-) -> bool:
-    from callminer_assets.definitions import ALL_ASSETS, defs
+COMMANDS: dict[str, Command] = {}
 
-    result = dg.materialize(
-        ALL_ASSETS,
-        instance=instance,
-        selection=selection,
-        tags=tags,
-        resources=dict(defs.resources or {}),
-        raise_on_error=False,
+
+def command(
+    name: str,
+    help: str,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    *,
+    pipeline: bool = True,
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register ``handler(args) -> exit status`` as a subcommand (see the module docstring)."""
+
+    def register(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+        COMMANDS[name] = Command(name, help, handler, arguments, pipeline)
+        return handler
+
+    return register
+
+
+# -- preparation: DAGSTER_HOME, the warehouse location, the code location -----------------------
+
+
+def default_dagster_home() -> Path:
+    """``DAGSTER_HOME``, else ``./.dagster_home`` holding the repo's ``dagster.yaml`` (set here)."""
+    if os.environ.get("DAGSTER_HOME"):
+        home = Path(os.environ["DAGSTER_HOME"])
+        if not home.is_dir():
+            raise ConfigError(
+                f"DAGSTER_HOME={home} is not a directory: create it (mkdir -p {home}) or unset "
+                "DAGSTER_HOME to use ./.dagster_home"
+            )
+        return home
+    home = Path(".dagster_home").resolve()
+    home.mkdir(exist_ok=True)
+    if not (home / "dagster.yaml").exists() and _REPO_DAGSTER_YAML.exists():
+        shutil.copyfile(_REPO_DAGSTER_YAML, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def warehouse_locations() -> dict[str, Path]:
+    """Where a run writes the warehouse, by the variable that sets it."""
+    from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH
+
+    return {"DUCKDB_PATH": Path(os.environ.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)}
+
+
+def check_writable(variable: str, path: Path) -> None:
+    """A real write probe in ``path``'s folder (root passes ``os.access`` everywhere)."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"{variable}={path}: cannot write in {folder} ({reason}); set {variable} to a "
+            "writable location"
+        ) from None
+
+
+def prepare() -> None:
+    """Everything a pipeline command needs, checked before any request or write."""
+    default_dagster_home()
+    for variable, path in warehouse_locations().items():
+        check_writable(variable, path)
+    import callminer_assets.definitions  # noqa: F401 - loading validates every setting
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    """What the progress line shows, summed over the partitions run so far."""
+
+    interactions: int = 0
+    pending: int = 0
+    runs_started: int = 0
+    already_paid: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, metadata: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add one run's materialisation metadata, keyed by asset path (``a/b``)."""
+        self.interactions += _int(metadata.get("callminer/interactions", {}), "dagster/row_count")
+        self.pending += _int(metadata.get("callminer/transcripts", {}), "pending")
+        evaluations = metadata.get("semarize/evaluations", {})
+        started = _int(evaluations, "runs_started")
+        per_status = evaluations.get("per_status")
+        total = sum(per_status.values()) if isinstance(per_status, dict) else started
+        self.runs_started += started
+        self.already_paid += max(total - started, 0)
+
+
+def _int(metadata: Mapping[str, Any], key: str) -> int:
+    value = metadata.get(key)
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return (
+        f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+        if minutes >= 60
+        else f"{minutes}:{secs:02d}"
     )
-    if not result.success:
-        print(f"!! run {result.run_id} failed; its logs: `make dev` -> Runs", flush=True)
-    return result.success
 
 
-def _whole_months(chunks: list[tuple[date, date]]) -> list[str]:
-    """Monthly partitions the window covers entirely (a half month is not a month's features)."""
-    existing = set(monthly_partitions.get_partition_keys())
-    return [
-        first.isoformat()
-        for first, last in chunks
-        if first.day == 1 and (last + timedelta(days=1)).day == 1 and first.isoformat() in existing
-    ]
+class Progress:
+    """A bar redrawn in place on a terminal; else one line per ``DAYS_PER_LINE`` days."""
 
+    def __init__(self, total: int, out: TextIO, tty: bool) -> None:
+        self.total, self.out, self.tty = total, out, tty
+        self.done = 0
+        self.figures = Figures()
+        self.t0 = time.monotonic()
 
-def run(start: date, end: date) -> bool:
-    """Days (one run per month of days), whole months, the models, the months' reports;
-    False on a failure."""
-    from callminer_assets.definitions import (
-        DAILY_ASSETS,
-        MONTHLY_ASSETS,
-        REPORT_ASSETS,
-        UNPARTITIONED_ASSETS,
-    )
-
-    instance = dg.DagsterInstance.get()
-    if done := recover(instance):  # a killed earlier run must not wedge this one
-        print(f"== {done.describe()}", flush=True)
-    stop_waiting_runs_on_signal(instance)
-    t0 = time.monotonic()
-    chunks = _month_chunks(start, end)
-    for first, last in chunks:
-        print(f"== days {first} .. {last}", flush=True)
-        if not _materialize(
-            dg.AssetSelection.assets(*DAILY_ASSETS), instance, _range_tags(str(first), str(last))
-        ):
-            return False
-    months = _whole_months(chunks)
-    if len(months) < len(chunks):
-        print("== months only partly in the window (or not over yet) get no monthly features")
-    if months:
-        print(f"== months {months[0]} .. {months[-1]}", flush=True)
-        if not _materialize(
-            dg.AssetSelection.assets(*MONTHLY_ASSETS), instance, _range_tags(months[0], months[-1])
-        ):
-            return False
-    print("== roster and attrition model", flush=True)
-    ok = _materialize(
-        dg.AssetSelection.assets(*UNPARTITIONED_ASSETS), instance, {"callminer/trigger": "cli"}
-    )
-    if ok and months:
-        print(f"== monthly reports {months[0]} .. {months[-1]}", flush=True)
-        ok = _materialize(
-            dg.AssetSelection.assets(*REPORT_ASSETS), instance, _range_tags(months[0], months[-1])
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / self.done * (self.total - self.done) if self.done else math.nan
+        f = self.figures
+        return (
+            f"days {self.done:>{len(str(self.total))}}/{self.total}  "
+            f"interactions {f.interactions:,}  transcripts pending {f.pending:,}  "
+            f"semarize runs {f.runs_started:,} started / {f.already_paid:,} already paid  "
+            f"{_clock(elapsed)} elapsed"
+            + ("" if math.isnan(eta) or self.done == self.total else f", ETA {_clock(eta)}")
         )
-    print(f"== done in {time.monotonic() - t0:.0f} s\n", flush=True)
-    return ok
+
+    def day_done(self, metadata: Mapping[str, Mapping[str, Any]]) -> None:
+        self.done += 1
+        self.figures.add(metadata)
+        if self.tty:
+            width = 24
+            filled = width * self.done // self.total
+            bar = "#" * filled + "." * (width - filled)
+            end = "\n" if self.done == self.total else ""
+            self.out.write(f"\r\x1b[K[{bar}] {self.line()}{end}")
+            self.out.flush()
+        elif self.done % DAYS_PER_LINE == 0 or self.done == self.total:
+            print(self.line(), file=self.out, flush=True)
+
+    def interrupted(self) -> None:
+        if self.tty and 0 < self.done < self.total:
+            self.out.write("\n")
+
+
+class RunFailed(Exception):
+    """A Dagster run failed; the message is the one line that matters."""
+
+
+class Runner:
+    """Runs named jobs in process; their event stream goes to ``log`` unless ``verbose``."""
+
+    def __init__(self, log_path: Path | None, window: str) -> None:
+        import dagster as dg
+
+        from callminer_assets.definitions import defs
+
+        self.defs = defs
+        self.instance = dg.DagsterInstance.get()
+        self.log_path = log_path
+        self.tags = {TRIGGER_TAG: "cli", WINDOW_TAG: window}
+
+    @contextlib.contextmanager
+    def _captured(self) -> Iterator[None]:
+        if self.log_path is None:
+            yield
+            return
+        with (
+            self.log_path.open("a", encoding="utf-8") as log,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
+            yield
+
+    def run(self, job: str, partition: str | None = None) -> dict[str, dict[str, Any]]:
+        """One run; the metadata of what it materialised (values only), or RunFailed."""
+        job_def = self.defs.resolve_job_def(job)
+        with self._captured():
+            result = job_def.execute_in_process(
+                instance=self.instance,
+                partition_key=partition,
+                tags=self.tags,
+                raise_on_error=False,
+            )
+        if not result.success:
+            raise RunFailed(f"{job} {partition or ''}: {failure_line(result)}".replace("  ", " "))
+        out: dict[str, dict[str, Any]] = {}
+        for event in result.get_asset_materialization_events():
+            materialization = event.step_materialization_data.materialization
+            values = {k: v.value for k, v in materialization.metadata.items()}
+            out.setdefault(materialization.asset_key.to_user_string(), {}).update(values)
+        return out
+
+
+def failure_line(result: Any) -> str:
+    """The innermost error of the first failed step, on one line (its class, short)."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            lines = (error.message or "").strip().splitlines() or ["failed"]
+            kind, _, message = lines[0].partition(": ")
+            short = f"{kind.rsplit('.', 1)[-1]}: {message}" if message else lines[0]
+            return f"step {event.step_key} failed: {short}"
+    return f"run {result.run_id} failed"
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def whole_months(start: date, end: date) -> list[str]:
+    """Monthly partitions the window covers entirely (a half month is not a month's features)."""
+    from callminer_assets.defs.partitions import monthly_partitions
+
+    existing = set(monthly_partitions.get_partition_keys())
+    months, month = [], start.replace(day=1)
+    while month <= end:
+        following = (month + timedelta(days=32)).replace(day=1)
+        if month >= start and following - timedelta(days=1) <= end:
+            months.append(month.isoformat())
+        month = following
+    return [m for m in months if m in existing]
+
+
+def run(start: date, end: date, *, verbose: bool = False, out: TextIO | None = None) -> bool:
+    """Each day, each whole month, the models, each month's report, one run each; False on a
+    failure."""
+    from callminer_assets.definitions import DAILY_JOB, MODELS_JOB, MONTHLY_JOB, REPORTS_JOB
+
+    out = out or sys.stdout
+    log_path = None
+    if not verbose:
+        logs = Path(os.environ["DAGSTER_HOME"]) / "logs"
+        logs.mkdir(exist_ok=True)
+        log_path = logs / f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}.log"
+        print(f"Dagster's event log: {log_path}", file=out, flush=True)
+    runner = Runner(log_path, f"{start}..{end}")
+    from callminer_assets.defs.recovery import recover, stop_waiting_runs_on_signal
+
+    if done := recover(runner.instance):  # a killed earlier run must not wedge this one
+        print(done.describe(), file=out, flush=True)
+    stop_waiting_runs_on_signal(runner.instance)
+    days = _days(start, end)
+    plural = "s" if len(days) != 1 else ""
+    print(f"{len(days)} day{plural} {start} .. {end}, one run per day", file=out, flush=True)
+    progress = Progress(len(days), out, tty=out.isatty())
+    t0 = time.monotonic()
+    try:
+        for day in days:
+            progress.day_done(runner.run(DAILY_JOB.name, day.isoformat()))
+        months = whole_months(start, end)
+        if months:
+            for month in months:
+                runner.run(MONTHLY_JOB.name, month)
+            print(f"months {months[0][:7]} .. {months[-1][:7]}: features and consistency", file=out)
+        else:
+            print("no whole, finished month in the window: no monthly features", file=out)
+        model = runner.run(MODELS_JOB.name).get("analytics/attrition_model", {})
+        print(f"attrition model: {_model_line(model)}", file=out)
+        for month in months:
+            report = runner.run(REPORTS_JOB.name, month).get("analytics/monthly_report", {})
+            print(f"report {month[:7]}: {report.get('path', '(not written)')}", file=out)
+    except RunFailed as exc:
+        progress.interrupted()
+        print(f"FAILED {exc}", file=out)
+        if log_path is not None:
+            print(f"the full event log: {log_path}", file=out)
+        return False
+    print(f"done in {_clock(time.monotonic() - t0)}\n", file=out, flush=True)
+    return True
+
+
+def _model_line(metadata: Mapping[str, Any]) -> str:
+    if "skipped" in metadata:
+        return f"not trained ({metadata['skipped']})"
+    version = metadata.get("model_version", "?")
+    if metadata.get("retrained") is False:
+        return f"inputs unchanged, kept version {version}"
+    return f"trained version {version} (ROC AUC {metadata.get('roc_auc', float('nan')):.3f})"
+
+
+# -- summary ------------------------------------------------------------------------------------
 
 
 def summary(duckdb_path: str) -> str:
     """Rows per table and the headline numbers, read from the published warehouse."""
+    from callminer_assets.lib.tables import TABLES
+    from callminer_assets.warehouse.store import connect_published
+
     con = connect_published(duckdb_path)
     try:
         present = {
@@ -155,63 +382,115 @@ def summary(duckdb_path: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH
-
-    parser = argparse.ArgumentParser(
-        prog="python -m callminer_assets",
-        description="Run the callminer-assets pipeline headless (sandbox unless credentials are set).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser(
-        "run", help="materialise every asset for a date range, then print a summary"
-    )
-    p_run.add_argument(
-        "--start", type=date.fromisoformat, required=True, help="first UTC day, YYYY-MM-DD"
-    )
-    p_run.add_argument(
-        "--end", type=date.fromisoformat, required=True, help="last UTC day (inclusive)"
-    )
-    p_sum = sub.add_parser("summary", help="print the warehouse summary only")
-    rescore.add_parser(sub)
-    for p in (p_run, p_sum):
-        p.add_argument(
-            "--duckdb",
-            default=None,
-            help=f"warehouse path (default: $DUCKDB_PATH or {DEFAULT_DUCKDB_PATH})",
+def _print_summary() -> int:
+    path = warehouse_locations()["DUCKDB_PATH"]
+    if not path.exists():
+        print(
+            f"no warehouse at {path} yet: run `make run` (or `python -m callminer_assets run ...`)",
+            file=sys.stderr,
         )
-    args = parser.parse_args(argv)
-    if args.command == "rescore":
-        return rescore.command(args)
-
-    import os
-
-    path = args.duckdb or os.environ.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH
-    if args.duckdb:
-        os.environ["DUCKDB_PATH"] = args.duckdb
-    ok = True
-    if args.command == "run":
-        if args.end < args.start:
-            parser.error("--end is before --start")
-        first = daily_partitions.get_first_partition_key()
-        if first and str(args.start) < first:
-            parser.error(
-                f"--start is before the first partition {first} (set CALLMINER_START_DATE)"
-            )
-        ok = run(args.start, args.end)
-    if not os.path.exists(path):
-        parser.exit(
-            1,
-            f"no warehouse at {path} yet: run `make run` (or `python -m callminer_assets run ...`)\n",
-        )
-    print(summary(path))
-    print(f"\nwarehouse: {os.path.abspath(path)}")
+        return 1
+    print(summary(str(path)))
+    print(f"\nwarehouse: {path.resolve()}")
     print(
         'query it:  .venv/bin/python -c "import callminer_assets as ca; '
         "print(ca.connect().sql('SELECT channel, count(*) FROM callminer.interactions GROUP BY 1'))\""
     )
     print("open the UI: make dev  ->  http://127.0.0.1:3000")
-    return 0 if ok else 1
+    return 0
+
+
+# -- the commands -------------------------------------------------------------------------------
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start", type=_day, required=True, help="first UTC day, YYYY-MM-DD")
+    p.add_argument("--end", type=_day, required=True, help="last UTC day (inclusive)")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Dagster's full event stream on the terminal instead of the log file",
+    )
+
+
+@command("run", "materialise every asset for a date range, then print a summary", _run_arguments)
+def _run(args: argparse.Namespace) -> int:
+    from callminer_assets.defs.partitions import daily_partitions
+
+    if args.end < args.start:
+        raise ConfigError(f"--end {args.end} is before --start {args.start}: swap them")
+    first = daily_partitions.get_first_partition_key()
+    if first and str(args.start) < first:
+        raise ConfigError(
+            f"--start {args.start} is before the first partition {first}: "
+            f"set CALLMINER_START_DATE={args.start} or start later"
+        )
+    last = daily_partitions.get_last_partition_key()
+    if last and str(args.end) > last:
+        raise ConfigError(f"--end {args.end} is after today's partition {last}: end earlier")
+    if not run(args.start, args.end, verbose=args.verbose):
+        return 1
+    return _print_summary()
+
+
+@command("summary", "print the warehouse summary only", pipeline=False)
+def _summary(args: argparse.Namespace) -> int:
+    return _print_summary()
+
+
+def _register_rescore() -> None:
+    from callminer_assets import rescore
+
+    command("rescore", "re-score stored transcripts with a kit's new version", rescore.arguments)(
+        rescore.command
+    )
+
+
+_register_rescore()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH
+
+    parser = argparse.ArgumentParser(
+        prog="python -m callminer_assets",
+        description="Run the callminer-assets pipeline headless (sandbox unless credentials are set).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(
+            cmd.name, help=cmd.help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        if cmd.arguments is not None:
+            cmd.arguments(p)
+        p.add_argument(
+            "--duckdb",
+            default=None,
+            help=f"warehouse path (default: $DUCKDB_PATH or {DEFAULT_DUCKDB_PATH})",
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cmd = COMMANDS[args.command]
+    if args.duckdb:
+        os.environ["DUCKDB_PATH"] = args.duckdb
+    try:
+        if cmd.pipeline:
+            prepare()
+        return cmd.handler(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -124,9 +124,8 @@ def execute(p: Plan, resources: dict[str, Any], instance: dg.DagsterInstance) ->
     return True
 
 
-def add_parser(sub: Any) -> None:
-    """Register ``rescore`` on the CLI's subparsers."""
-    p = sub.add_parser("rescore", help="re-score stored transcripts with a kit's new version")
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The ``rescore`` subcommand's options (registered in ``callminer_assets.cli``)."""
     p.add_argument("--kit", required=True, help="kit code, e.g. qa_compliance")
     p.add_argument("--version", help="the version you expect to be current (checked)")
     p.add_argument("--start", type=date.fromisoformat, required=True, help="first UTC day")

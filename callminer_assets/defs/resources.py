@@ -199,6 +199,16 @@ def _secret(env: Mapping[str, str], name: str) -> Any:
     return dg.EnvVar(name) if env.get(name) else None
 
 
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number (requests per second, hours): 0 would stall or mean nothing."""
+    return env_number(env, name, default, positive=True)
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive whole number (concurrency, page size), checked even on the sandbox."""
+    return int(env_number(env, name, default, positive=True, integer=True))
+
+
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Resources from the environment, validated once at load time."""
     env = os.environ if env is None else env
@@ -218,16 +228,16 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     addresses = [a.strip() for a in env.get("CALLMINER_CONTACT_CENTRE_ADDRESSES", "").split(",")]
     return {
         "sandbox": SandboxResource(
-            seed=int(env_number(env, "SANDBOX_SEED", 7)),
-            per_day=int(env_number(env, "SANDBOX_PER_DAY", 60)),
+            seed=int(env_number(env, "SANDBOX_SEED", 7, integer=True)),
+            per_day=int(env_number(env, "SANDBOX_PER_DAY", 60, positive=True, integer=True)),
         ),
         "callminer": CallMinerResource(
             client_id=_secret(env, "CALLMINER_CLIENT_ID"),
             client_secret=_secret(env, "CALLMINER_CLIENT_SECRET"),
-            requests_per_second=env_number(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
-            concurrency=int(env_number(env, "CALLMINER_CONCURRENCY", 8)),
-            page_size=int(env_number(env, "CALLMINER_PAGE_SIZE", 100)),
-            transcript_give_up_hours=env_number(env, "CALLMINER_TRANSCRIPT_GIVE_UP_HOURS", 72.0),
+            requests_per_second=_rate(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
+            concurrency=_count(env, "CALLMINER_CONCURRENCY", 8),
+            page_size=_count(env, "CALLMINER_PAGE_SIZE", 100),
+            transcript_give_up_hours=_rate(env, "CALLMINER_TRANSCRIPT_GIVE_UP_HOURS", 72.0),
             contact_centre_addresses=[a for a in addresses if a],
             backend=backend,
             auth_url=bulk.auth_url if bulk else env.get("CALLMINER_AUTH_URL") or None,
@@ -247,8 +257,8 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "semarize": SemarizeResource(
             api_url=env.get("SEMARIZE_API_URL") or None,
             api_key=_secret(env, "SEMARIZE_API_KEY"),
-            requests_per_second=env_number(env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0),
-            concurrency=int(env_number(env, "SEMARIZE_CONCURRENCY", 8)),
+            requests_per_second=_rate(env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0),
+            concurrency=_count(env, "SEMARIZE_CONCURRENCY", 8),
             mode="async" if env.get("SEMARIZE_MODE") == "async" else "sync",
             evaluator=evaluator,
         ),

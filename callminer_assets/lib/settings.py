@@ -122,14 +122,23 @@ class CallMinerSettings:
         )
         missing = [n for n in names if not env.get(n)]
         if missing:
-            raise ConfigError(f"CALLMINER_CLIENT_ID is set but {', '.join(missing)} is not")
+            raise ConfigError(
+                f"CALLMINER_CLIENT_ID is set but {', '.join(missing)} "
+                f"{'are not: set them' if len(missing) > 1 else 'is not: set it'} too, or unset "
+                "CALLMINER_CLIENT_ID "
+                "to use the built-in sandbox"
+            )
         return cls(
             auth_url=env["CALLMINER_AUTH_URL"],
             api_url=env["CALLMINER_API_URL"],
             client_id=env["CALLMINER_CLIENT_ID"],
             client_secret=env["CALLMINER_CLIENT_SECRET"],
-            requests_per_second=env_number(env, "CALLMINER_REQUESTS_PER_SECOND", 20.0),
-            concurrency=int(env_number(env, "CALLMINER_CONCURRENCY", 8)),
+            requests_per_second=env_number(
+                env, "CALLMINER_REQUESTS_PER_SECOND", 20.0, positive=True
+            ),
+            concurrency=int(
+                env_number(env, "CALLMINER_CONCURRENCY", 8, positive=True, integer=True)
+            ),
         )
 
 
@@ -249,12 +258,19 @@ class SemarizeSettings:
         if not env.get("SEMARIZE_API_KEY"):
             return None
         if not env.get("SEMARIZE_API_URL"):
-            raise ConfigError("SEMARIZE_API_KEY is set but SEMARIZE_API_URL is not")
+            raise ConfigError(
+                "SEMARIZE_API_KEY is set but SEMARIZE_API_URL is not: set it too, or unset "
+                "SEMARIZE_API_KEY to use the built-in sandbox"
+            )
         return cls(
             api_url=env["SEMARIZE_API_URL"],
             api_key=env["SEMARIZE_API_KEY"],
-            requests_per_second=env_number(env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0),
-            concurrency=int(env_number(env, "SEMARIZE_CONCURRENCY", 8)),
+            requests_per_second=env_number(
+                env, "SEMARIZE_REQUESTS_PER_SECOND", 10.0, positive=True
+            ),
+            concurrency=int(
+                env_number(env, "SEMARIZE_CONCURRENCY", 8, positive=True, integer=True)
+            ),
         )
 
 
@@ -288,12 +304,29 @@ def evaluator_from_env(env: Mapping[str, str] | None = None) -> Evaluator:
     return "local-kits"
 
 
-def env_number(env: Mapping[str, str], name: str, default: float) -> float:
-    """An optional numeric environment variable; a non-number is a ConfigError naming it."""
+def env_number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    positive: bool = False,
+    integer: bool = False,
+) -> float:
+    """An optional numeric environment variable; a bad value is a one-line ConfigError.
+
+    The message names the variable, what it must be and the fix (a rate of 0 or a negative
+    concurrency is refused here, at load, not discovered mid-run).
+    """
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    kind = "whole number" if integer else "number"
+    fix = f"set e.g. {name}={default:g}, or unset it for the default {default:g}"
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigError(f"{name}={raw!r} is not a {kind}: {fix}") from None
+    if (integer and not value.is_integer()) or (positive and not value > 0):
+        wanted = f"a {'positive ' if positive else ''}{kind}"
+        raise ConfigError(f"{name}={raw!r} must be {wanted}: {fix}")
+    return value
