@@ -24,6 +24,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
+    run_tags={"callminer/trigger": "automation"},
     description=(
         "Materialises semarize/evaluations and the analytics assets when their upstream "
         "partitions change and upstream blocking checks passed."

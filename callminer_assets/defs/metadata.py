@@ -89,7 +89,7 @@ def markdown_preview(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
         return "_no rows_"
 
     def cell(value: Any) -> str:
-        text = "" if value is None else str(value)
+        text = "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
         text = text.replace("|", "\\|").replace("\n", " ").replace("\x00", "")
         return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
 
@@ -114,6 +114,7 @@ def table_metadata(table: Table, frame: pl.DataFrame, **extra: Any) -> dict[str,
         "preview": dg.MetadataValue.md(markdown_preview(frame)),
     }
     for key, value in extra.items():
+        value = round(value, 4) if isinstance(value, float) else value
         meta[key] = dg.MetadataValue.json(value) if isinstance(value, dict | list) else value
     return meta
 

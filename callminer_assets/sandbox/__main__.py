@@ -1,12 +1,14 @@
 """``python -m callminer_assets.sandbox``: the CallMiner + Semarize sandbox as a real server.
 
-Prints exactly one line, ``sandbox: listening on http://127.0.0.1:P``, once it
-accepts connections (scripts and tests wait for it), then runs until stopped.
+Prints ``sandbox: listening on http://127.0.0.1:P`` first, once it accepts connections
+(scripts and tests wait for that line), then the credentials it accepts and the ``export``
+lines that point the pipeline at it, then runs until stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m callminer_assets.sandbox",
         description="CallMiner- and Semarize-compatible sandbox API with synthetic data and faults.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 = any free port)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of all synthetic data")
@@ -51,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--token-ttl", type=float, default=d.token_ttl, help="access token lifetime, s")
     p.add_argument(
-        "--rate-limit", type=float, default=None, help="max requests/s per API (429 above)"
+        "--rate-limit",
+        type=float,
+        default=None,
+        help="max requests/s per API, 429 above (None: no limit)",
     )
     p.add_argument(
         "--retry-after", type=int, default=d.retry_after_s, help="Retry-After of 429s, s"
@@ -151,6 +157,27 @@ def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
     )
 
 
+def banner(url: str, config: SandboxConfig) -> str:
+    """What it accepts and how to point the pipeline at it, ready to paste into a shell."""
+    exports = {
+        "CALLMINER_AUTH_URL": url,
+        "CALLMINER_API_URL": url,
+        "CALLMINER_CLIENT_ID": config.client_id,
+        "CALLMINER_CLIENT_SECRET": config.client_secret,
+        "SEMARIZE_API_URL": url,
+        "SEMARIZE_API_KEY": config.semarize_key,
+    }
+    return "\n".join(
+        [
+            f"sandbox: listening on {url}",
+            f"accepts CallMiner client id {config.client_id!r} with secret "
+            f"{config.client_secret!r}, Semarize key {config.semarize_key!r}",
+            "point the pipeline at it (then `make run` or `make dev`):",
+            *(f"  export {name}={shlex.quote(value)}" for name, value in exports.items()),
+        ]
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     stop = threading.Event()
@@ -160,8 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with serve(config_from_args(ns), port=ns.port, log_level=ns.log_level) as url:
-        print(f"sandbox: listening on {url}", flush=True)
+    config = config_from_args(ns)
+    with serve(config, port=ns.port, log_level=ns.log_level) as url:
+        print(banner(url, config), flush=True)
         while not stop.wait(0.5):
             pass
     return 0

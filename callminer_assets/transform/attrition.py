@@ -213,6 +213,17 @@ def _fingerprint(frame: pl.DataFrame) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:8]
 
 
+def inputs_fingerprint(
+    features: pl.DataFrame, roster: pl.DataFrame, as_of: date | None = None
+) -> str:
+    """A hash of exactly what training would learn from (every labelled row, features and
+    label): equal fingerprints train the same model, so it need not be trained again."""
+    frame = model_frame(features, roster)
+    labelled = label(frame.filter(pl.col("hire_date").is_not_null()), roster_as_of(as_of))
+    payload = labelled.sort("agent_id", "month").write_csv()
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def train_attrition_model(
     features: pl.DataFrame,
     roster: pl.DataFrame,
@@ -372,9 +383,14 @@ def metrics_frame(trained: TrainedModel) -> pl.DataFrame:
     return pl.DataFrame([row], schema=METRICS_SCHEMA, orient="row")
 
 
-def save_model(trained: TrainedModel, models_dir: str | Path) -> Path:
+def model_path(models_dir: str | Path, version: str) -> Path:
     """``<models_dir>/attrition-<version>.joblib``; versions never overwrite each other."""
-    path = Path(models_dir) / f"attrition-{trained.version}.joblib"
+    return Path(models_dir) / f"attrition-{version}.joblib"
+
+
+def save_model(trained: TrainedModel, models_dir: str | Path) -> Path:
+    """Write ``model_path(models_dir, trained.version)`` atomically."""
+    path = model_path(models_dir, trained.version)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".joblib.tmp")
     joblib.dump(trained, tmp)

@@ -307,3 +307,35 @@ def test_model_is_requested_after_one_features_month_though_others_are_missing()
             defs=defs, instance=instance, cursor=second.cursor
         )
         assert third.get_num_requested(model) == 0
+
+
+def test_the_model_retrains_only_when_its_inputs_change(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    wh = Warehouse(env["DUCKDB_PATH"])
+    features, roster = synthetic()
+    wh.replace(AGENT_MONTHLY_FEATURES, features, {})
+    roster.write_csv(tmp_path / "roster.csv")
+    selection = ["callminer/agent_roster", "analytics/attrition_model"]
+
+    def model_run(instance: dg.DagsterInstance) -> dict[str, Any]:
+        r = _run(instance, env, selection)
+        assert r.success and all(c.passed for c in r.get_asset_check_evaluations())
+        (event,) = [
+            e
+            for e in r.get_asset_materialization_events()
+            if e.asset_key.path[-1] == "attrition_model"
+        ]
+        meta = event.step_materialization_data.materialization.metadata
+        return {k: v.value for k, v in meta.items()}
+
+    with dg.instance_for_test() as instance:
+        first = model_run(instance)
+        assert first["retrained"] is True
+        again = model_run(instance)  # same features, same roster: the same model, kept
+        assert again["retrained"] is False and again["model_version"] == first["model_version"]
+        assert len(list((tmp_path / "models").glob("attrition-*.joblib"))) == 1
+        changed = features.with_columns(pl.col("interactions") + 1)
+        wh.replace(AGENT_MONTHLY_FEATURES, changed, {})
+        third = model_run(instance)
+        assert third["retrained"] is True and third["model_version"] != first["model_version"]
+        assert third["inputs_fingerprint"] != first["inputs_fingerprint"]

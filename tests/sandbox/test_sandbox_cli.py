@@ -33,6 +33,11 @@ def test_cli_serves_and_stops() -> None:
         line = proc.stdout.readline().strip()
         assert line.startswith("sandbox: listening on http://127.0.0.1:")
         url = line.rsplit(" ", 1)[1]
+        banner = [proc.stdout.readline().strip() for _ in range(8)]
+        assert "'cli-secret'" in banner[0] and "Semarize key" in banner[0]
+        exports = dict(b.removeprefix("export ").split("=", 1) for b in banner[2:])
+        assert exports["CALLMINER_API_URL"] == url == exports["SEMARIZE_API_URL"]
+        assert exports["CALLMINER_CLIENT_SECRET"] == "cli-secret"
         form = {"grant_type": "client_credentials", "client_id": "sandbox"}
         r = httpx.post(f"{url}/oauth/token", data={**form, "client_secret": "cli-secret"})
         assert r.status_code == 200
@@ -55,6 +60,7 @@ def test_cli_help_documents_every_flag() -> None:
         text=True,
         check=True,
     ).stdout
+    assert out.count("(default: ") >= 15  # every option shows its default
     for flag in (
         "--port",
         "--seed",

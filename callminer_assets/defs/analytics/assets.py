@@ -447,6 +447,24 @@ def attrition_model(
     features = wh.read(AGENT_MONTHLY_FEATURES)
     roster = wh.read(AGENT_ROSTER)
     as_of = attrition.roster_as_of(config.roster_as_of)
+    fingerprint = attrition.inputs_fingerprint(features, roster, as_of)
+    kept = _unchanged_model(context, wh, analytics, fingerprint)
+    if kept is not None:
+        context.log.info(f"inputs unchanged since model {kept}: not retrained")
+        yield dg.MaterializeResult(
+            metadata={
+                "retrained": False,
+                "reason": "labelled features and roster unchanged since that version",
+                "model_version": kept,
+                "inputs_fingerprint": fingerprint,
+                "roster_as_of": str(as_of),
+            },
+            data_version=dg.DataVersion(fingerprint),
+        )
+        stored = wh.read(ATTRITION_MODEL_METRICS, {"model_version": [kept]})
+        passed, meta = checks.model_metrics_present(stored, kept)
+        yield dg.AssetCheckResult(check_name="model_metrics_present", passed=passed, metadata=meta)
+        return
     try:
         trained = attrition.train_attrition_model(features, roster, as_of)
     except attrition.NotEnoughHistory as exc:
@@ -482,7 +500,10 @@ def attrition_model(
         )[:8]
     )
     yield dg.MaterializeResult(
+        data_version=dg.DataVersion(fingerprint),
         metadata={
+            "retrained": True,
+            "inputs_fingerprint": fingerprint,
             "model_version": m["model_version"],
             "model_path": dg.MetadataValue.path(str(path.resolve())),
             "conclusion": m["conclusion"],
@@ -503,11 +524,30 @@ def attrition_model(
             "unrostered_rows_dropped": m["n_unrostered_dropped"],
             "roster_as_of": str(as_of),
             "mean_abs_contribution": dg.MetadataValue.json(mean_abs),
-        }
+        },
     )
     stored = wh.read(ATTRITION_MODEL_METRICS, {"model_version": [trained.version]})
     passed, meta = checks.model_metrics_present(stored, trained.version)
     yield dg.AssetCheckResult(check_name="model_metrics_present", passed=passed, metadata=meta)
+
+
+def _unchanged_model(
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    analytics: AnalyticsResource,
+    fingerprint: str,
+) -> str | None:
+    """The version the last materialisation trained from these very inputs, if its file and
+    metrics row are still there (else None: train)."""
+    event = context.instance.get_latest_materialization_event(MODEL_KEY)
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    previous, version = meta.get("inputs_fingerprint"), meta.get("model_version")
+    if previous is None or version is None or previous.value != fingerprint:
+        return None
+    kept = str(version.value)
+    on_disk = attrition.model_path(analytics.models_dir, kept).exists()
+    stored = wh.read(ATTRITION_MODEL_METRICS, {"model_version": [kept]})
+    return kept if on_disk and stored.height else None
 
 
 def features_for_importance(features: pl.DataFrame, roster: pl.DataFrame) -> pl.DataFrame:

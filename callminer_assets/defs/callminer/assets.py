@@ -256,7 +256,7 @@ async def _release(
         ),
         dg.AssetSpec(
             UTTERANCES_KEY,
-            deps=[INTERACTIONS_KEY],
+            deps=[TRANSCRIPTS_KEY],  # split out of the transcripts the same step fetched
             description="One row per utterance, normalised across voice, chat, email and video.",
             kinds={"duckdb"},
             group_name="callminer",
