@@ -8,6 +8,8 @@ END    ?= 2025-06-30
 # 150 ms is a remote SaaS round trip; at 40 ms a sequential client already gets 23 req/s,
 # so no client can be more than 50 / 23 = 2.2x faster under a 50 req/s limit.
 BENCH_LATENCY_MS ?= 150
+# Peak RSS of a 7-day and a 31-day headless run at this many interactions a day.
+BENCH_MEMORY_PER_DAY ?= 1000
 REPORTS_DIR ?= data/reports
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
@@ -36,9 +38,10 @@ test: $(STAMP) ## run the whole test suite
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml ## open the Dagster UI (sensors on) at http://127.0.0.1:3000
 	$(BIN)/dagster dev -m callminer_assets.definitions
 
-bench: $(STAMP) ## extraction benchmarks: REST (rate-limited loopback sandbox) and Bulk Export
+bench: $(STAMP) ## benchmarks: REST extraction, Bulk Export, peak RSS of 7- vs 31-day runs
 	$(BIN)/python benchmarks/extract.py --latency-ms $(BENCH_LATENCY_MS)
 	$(BIN)/python benchmarks/bulk.py
+	$(BIN)/python benchmarks/memory.py --per-day $(BENCH_MEMORY_PER_DAY)
 
 webhook: $(STAMP) ## the real-time events listener on :8787 (needs CALLMINER_WEBHOOK_SECRET)
 	$(BIN)/python -m callminer_assets.webhook --port 8787

@@ -240,7 +240,8 @@ class Runner:
                 raise_on_error=False,
             )
         if not result.success:
-            raise RunFailed(f"{job} {partition or ''}: {failure_line(result)}".replace("  ", " "))
+            label = f"{job} {partition}" if partition else job
+            raise RunFailed(f"{label}: {failure_line(result)}")
         out: dict[str, dict[str, Any]] = {}
         for event in result.get_asset_materialization_events():
             materialization = event.step_materialization_data.materialization
@@ -285,6 +286,7 @@ def run(start: date, end: date, *, verbose: bool = False, out: TextIO | None = N
     """Each day, each whole month, the models, each month's report, one run each; False on a
     failure."""
     from callminer_assets.definitions import DAILY_JOB, MODELS_JOB, MONTHLY_JOB, REPORTS_JOB
+    from callminer_assets.defs.recovery import recover, stop_waiting_runs_on_signal
 
     out = out or sys.stdout
     log_path = None
@@ -294,8 +296,6 @@ def run(start: date, end: date, *, verbose: bool = False, out: TextIO | None = N
         log_path = logs / f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}.log"
         print(f"Dagster's event log: {log_path}", file=out, flush=True)
     runner = Runner(log_path, f"{start}..{end}")
-    from callminer_assets.defs.recovery import recover, stop_waiting_runs_on_signal
-
     if done := recover(runner.instance):  # a killed earlier run must not wedge this one
         print(done.describe(), file=out, flush=True)
     stop_waiting_runs_on_signal(runner.instance)
@@ -335,7 +335,8 @@ def _model_line(metadata: Mapping[str, Any]) -> str:
     version = metadata.get("model_version", "?")
     if metadata.get("retrained") is False:
         return f"inputs unchanged, kept version {version}"
-    return f"trained version {version} (ROC AUC {metadata.get('roc_auc', float('nan')):.3f})"
+    auc = metadata.get("roc_auc")
+    return f"trained version {version}" + (f" (ROC AUC {auc:.3f})" if auc is not None else "")
 
 
 # -- summary ------------------------------------------------------------------------------------

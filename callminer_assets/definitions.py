@@ -63,28 +63,45 @@ ALL_ASSETS: list[dg.AssetsDefinition] = [
 
 # Named jobs, so headless runs read well on the Runs page (decision 0015): the CLI runs one
 # partition per run of these; the UI can launch them too.
-DAILY_JOB = dg.define_asset_job(
+
+
+def _job(
+    name: str,
+    keys: list[dg.AssetKey],
+    partitions: dg.PartitionsDefinition | None,
+    description: str,
+) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(*keys),
+        partitions_def=partitions,
+        description=description,
+    )
+
+
+DAILY_JOB = _job(
     "daily_pipeline",
-    selection=dg.AssetSelection.assets(*DAILY_ASSETS),
-    partitions_def=daily_partitions,
-    description="One UTC day end to end: interactions, transcripts, evaluations, scores, alerts.",
+    DAILY_ASSETS,
+    daily_partitions,
+    "One UTC day end to end: interactions, transcripts, evaluations, scores, alerts.",
 )
-MONTHLY_JOB = dg.define_asset_job(
+MONTHLY_JOB = _job(
     "monthly_rollups",
-    selection=dg.AssetSelection.assets(*MONTHLY_ASSETS),
-    partitions_def=monthly_partitions,
-    description="One month's agent features and channel consistency.",
+    MONTHLY_ASSETS,
+    monthly_partitions,
+    "One month's agent features and channel consistency.",
 )
-MODELS_JOB = dg.define_asset_job(
+MODELS_JOB = _job(
     "roster_and_models",
-    selection=dg.AssetSelection.assets(*UNPARTITIONED_ASSETS),
-    description="The HR roster, the attrition model and its risk scores.",
+    UNPARTITIONED_ASSETS,
+    None,
+    "The HR roster, the attrition model and its risk scores.",
 )
-REPORTS_JOB = dg.define_asset_job(
+REPORTS_JOB = _job(
     "monthly_report",
-    selection=dg.AssetSelection.assets(*REPORT_ASSETS),
-    partitions_def=monthly_partitions,
-    description="One month's offline HTML report (after the models, for the risk panel).",
+    REPORT_ASSETS,
+    monthly_partitions,
+    "One month's offline HTML report (after the models, for the risk panel).",
 )
 
 defs = dg.Definitions(

@@ -18,9 +18,11 @@ from callminer_assets.sandbox.server import serve
 from tests.defs.helpers import env_without_credentials, rows
 
 
-def cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def cli(
+    args: list[str], env: dict[str, str], cwd: Path, module: str = "callminer_assets"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "callminer_assets", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -166,3 +168,13 @@ def test_a_range_run_is_quiet_and_each_day_keeps_its_own_figures(tmp_path: Path)
             assert run is not None and run.job_name == "daily_pipeline"
             assert run.tags["callminer/trigger"] == "cli"
             assert run.tags["callminer/window"] == "2025-01-01..2025-01-09"
+
+
+def test_the_ui_shows_a_configuration_error_as_the_code_location_load_error(tmp_path: Path) -> None:
+    """What `dagster dev` loads: the location fails to load, naming the variable and the fix."""
+    env = env_without_credentials(CALLMINER_CONCURRENCY="-1", DAGSTER_HOME=str(tmp_path))
+    args = ["definitions", "validate", "-m", "callminer_assets.definitions"]
+    done = cli(args, env, tmp_path, module="dagster")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Validation failed for code location" in output
+    assert "ConfigError: CALLMINER_CONCURRENCY='-1' must be a positive whole number" in output

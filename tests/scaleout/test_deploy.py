@@ -29,6 +29,6 @@ def test_deploy_instance_stores_runs_in_postgres(
 def test_deploy_limits_match_the_local_instance() -> None:
     deploy = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     local = yaml.safe_load((REPO / "dagster.yaml").read_text())
-    for section in ("concurrency", "run_monitoring"):
+    for section in ("concurrency", "run_monitoring", "run_coordinator"):
         assert deploy[section] == local[section], section
     assert deploy["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
