@@ -106,9 +106,8 @@ REPORTS_JOB = _job(
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=[DAILY_JOB, MONTHLY_JOB, MODELS_JOB, REPORTS_JOB],
+    jobs=[DAILY_JOB, MONTHLY_JOB, MODELS_JOB, REPORTS_JOB, rescore_job],
     sensors=[*SENSORS, automation_sensor, abandoned_runs_sensor],
     executor=recovering_executor,
-    jobs=[rescore_job],
     resources=build_resources(),
 )
