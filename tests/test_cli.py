@@ -91,6 +91,10 @@ CONFIG_ERRORS = {
     "negative concurrency": ({"CALLMINER_CONCURRENCY": "-4"}, "CALLMINER_CONCURRENCY"),
     "semarize key without url": ({"SEMARIZE_API_KEY": "k"}, "SEMARIZE_API_URL"),
     "dagster home missing": ({"DAGSTER_HOME": "/nonexistent/home"}, "DAGSTER_HOME"),
+    "live callminer, no semarize key": (
+        {f"CALLMINER_{v}": "x" for v in ("AUTH_URL", "API_URL", "CLIENT_ID", "CLIENT_SECRET")},
+        "SEMARIZE_API_KEY",
+    ),
 }
 
 
@@ -121,6 +125,7 @@ def test_a_refused_secret_is_one_line_and_the_log_path(tmp_path: Path) -> None:
             CALLMINER_API_URL=url,
             CALLMINER_CLIENT_ID=SandboxConfig().client_id,
             CALLMINER_CLIENT_SECRET="not-the-secret",
+            SEMARIZE_EVALUATOR="local-kits",
         )
     assert done.returncode == 1 and done.stderr == ""
     failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
