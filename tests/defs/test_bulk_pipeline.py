@@ -96,6 +96,21 @@ def test_bulk_run_fills_native_tables_keeps_tenant_columns_and_deletes_after_com
     assert all(isinstance(e["UDF_Priority"], int) for e in extras)
 
 
+def test_a_run_without_transcripts_deletes_its_export_after_the_interactions_commit(
+    tmp_path: Path,
+) -> None:
+    config = SandboxConfig(seed=12, per_day=4, **FAST)
+    db = tmp_path / "w.duckdb"
+    selection = ["callminer/interactions", "callminer/native_scores", "callminer/native_categories"]
+    with serve(config) as server, dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = materialize(instance, bulk_env(server.url, db), selection, partition_key=DAYS[0])
+        assert result.success
+        assert len(server.state.bulk.deleted) == 2 and not server.state.bulk.jobs
+    assert not any((db.parent / "staging").iterdir())
+    (n,) = rows(db, "SELECT count(*) FROM callminer.native_scores")[0]
+    assert n == 4 * 3
+
+
 def test_reprocessed_contacts_replace_their_older_version_and_child_rows(tmp_path: Path) -> None:
     config = SandboxConfig(seed=8, per_day=10, **FAST)
     db = tmp_path / "w.duckdb"

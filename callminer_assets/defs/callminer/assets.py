@@ -176,6 +176,9 @@ def interactions(
     # Refused records are stored even when only interactions were selected: never dropped.
     natives = _store_native(wh, native, days, selected) if native is not None else []
     wh.replace(QUARANTINE, quarantine, {"interaction_date": days, "source": ["interaction"]})
+    if TRANSCRIPTS_KEY not in context.job_def.asset_layer.selected_asset_keys:
+        # No transcripts step will read the export in this run: it is done with now.
+        asyncio.run(_release(callminer, sandbox, days, context.log))
     yield from natives
     if INTERACTIONS_KEY in selected:
         yield dg.MaterializeResult(
