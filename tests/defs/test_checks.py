@@ -27,14 +27,31 @@ RAW = ["callminer/interactions", "callminer/transcripts", "callminer/utterances"
 
 @contextmanager
 def tampered(table: Table, change: Callable[[pl.DataFrame], pl.DataFrame]) -> Iterator[None]:
-    """Every write of ``table`` stores ``change(frame)`` instead of ``frame``."""
-    original = Warehouse.replace
+    """Every write of ``table`` stores ``change(frame)`` instead of ``frame``.
 
-    def replace(self: Warehouse, target: Table, frame: pl.DataFrame, *a: Any, **kw: Any) -> int:
-        return original(self, target, change(frame) if target is table else frame, *a, **kw)
-
+    Patches the store's innermost write (``replace_many`` when the store has it, which
+    ``replace`` goes through; else ``replace``), so every way an asset writes is covered.
+    """
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Warehouse, "replace", replace)
+        if hasattr(Warehouse, "replace_many"):
+            many = Warehouse.replace_many
+
+            def replace_many(self: Warehouse, writes: Any) -> int:
+                return many(
+                    self,
+                    [w._replace(frame=change(w.frame)) if w.table is table else w for w in writes],
+                )
+
+            mp.setattr(Warehouse, "replace_many", replace_many)
+        else:
+            original = Warehouse.replace
+
+            def replace(
+                self: Warehouse, target: Table, frame: pl.DataFrame, *a: Any, **k: Any
+            ) -> int:
+                return original(self, target, change(frame) if target is table else frame, *a, **k)
+
+            mp.setattr(Warehouse, "replace", replace)
         yield
 
 
