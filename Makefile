@@ -70,5 +70,5 @@ fmt: $(STAMP)
 	$(BIN)/ruff format callminer_assets tests benchmarks
 	$(BIN)/ruff check --fix callminer_assets tests benchmarks
 
-clean: ## remove the venv, the warehouse and the local Dagster home
-	rm -rf $(VENV) $(DAGSTER_HOME) data/*.duckdb data/.work
+clean: ## remove the venv, the warehouse (lake + catalog) and the local Dagster home
+	rm -rf $(VENV) $(DAGSTER_HOME) data/warehouse.sqlite* data/lake data/duckdb_extensions

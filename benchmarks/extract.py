@@ -4,7 +4,7 @@ Starts the sandbox on loopback with a server-side rate limit and added latency, 
 few thousand interactions and fetches every transcript with ``CallMinerClient`` at the
 same configured rate, then does a subset with a plain sequential httpx client. Rates are
 measured from the sandbox's own request log (what the server saw, not what we think we
-sent). Utterances are normalised and bulk-inserted into a temp DuckDB file via Arrow.
+sent). Utterances are normalised and replaced into a temp lake (the product's write path).
 
 The last line printed is machine-readable:
 ``bench: rate_utilisation=X.XX peak_rps_over_limit=N speedup_vs_sequential=X.X
@@ -29,18 +29,18 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import polars as pl
 
 from callminer_assets.lib.callminer import CallMinerClient, iso_utc
 from callminer_assets.lib.models import TranscriptFetch, Window
-from callminer_assets.lib.settings import CallMinerSettings
+from callminer_assets.lib.settings import CallMinerSettings, WarehouseSettings
+from callminer_assets.lib.tables import UTTERANCES
 from callminer_assets.sandbox.app import SandboxConfig, busiest_second
 from callminer_assets.sandbox.server import serve
+from callminer_assets.warehouse.store import Warehouse
 
 FIRST_DAY = date(2025, 3, 3)
 
@@ -168,20 +168,18 @@ def utterance_frame(
 
 
 def bulk_write(frame: pl.DataFrame) -> float:
-    """Seconds to move ``frame`` into a DuckDB file table through Arrow (one INSERT)."""
+    """Seconds to replace ``frame`` into a fresh lake through the product's write path."""
     with tempfile.TemporaryDirectory() as tmp:
-        con = duckdb.connect(str(Path(tmp) / "bench.duckdb"))
-        try:
-            t0 = time.perf_counter()
-            arrow = frame.to_arrow()  # noqa: F841 - referenced by name in the SQL below
-            con.execute("CREATE TABLE utterances AS SELECT * FROM arrow LIMIT 0")
-            con.execute("INSERT INTO utterances SELECT * FROM arrow")
-            con.commit()
-            elapsed = time.perf_counter() - t0
-            stored = con.execute("SELECT count(*) FROM utterances").fetchone()
-            assert stored is not None and stored[0] == frame.height
-        finally:
-            con.close()
+        lake = WarehouseSettings(catalog=f"sqlite:{tmp}/bench.sqlite", data_path=f"{tmp}/lake/")
+        wh = Warehouse(lake)
+        with wh.connect():
+            pass  # open + create the tables first: measure the write, not the setup
+        days = frame["interaction_date"].unique().to_list()
+        t0 = time.perf_counter()
+        wh.replace(UTTERANCES, frame, {"interaction_date": days})
+        elapsed = time.perf_counter() - t0
+        stored = wh.query("SELECT count(*) AS n FROM callminer.utterances")["n"][0]
+        assert stored == frame.height
     return elapsed
 
 

@@ -93,10 +93,17 @@ def default_dagster_home() -> Path:
 
 
 def warehouse_locations() -> dict[str, Path]:
-    """Where a run writes the warehouse, by the variable that sets it."""
-    from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH
+    """The local files a run writes the lake to, by the variable that sets them (a file in
+    each folder that must be writable; Postgres and S3 are checked by their servers)."""
+    from callminer_assets.lib.settings import WarehouseSettings
 
-    return {"DUCKDB_PATH": Path(os.environ.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)}
+    lake = WarehouseSettings.from_env()  # DUCKDB_PATH set: a one-line error naming these
+    found = {}
+    if lake.sqlite_path:
+        found["WAREHOUSE_CATALOG"] = Path(lake.sqlite_path)
+    if not lake.on_s3:
+        found["WAREHOUSE_DATA_PATH"] = Path(lake.data_path.rstrip("/"))
+    return found
 
 
 def check_writable(variable: str, path: Path) -> None:
@@ -342,17 +349,18 @@ def _model_line(metadata: Mapping[str, Any]) -> str:
 # -- summary ------------------------------------------------------------------------------------
 
 
-def summary(duckdb_path: str) -> str:
-    """Rows per table and the headline numbers, read from the published warehouse."""
+def summary() -> str:
+    """Rows per table and the headline numbers, read as an analyst reads them."""
     from callminer_assets.lib.tables import TABLES
-    from callminer_assets.warehouse.store import connect_published
+    from callminer_assets.warehouse.store import connect
 
-    con = connect_published(duckdb_path)
+    con = connect()
     try:
         present = {
             f"{s}.{n}"
             for s, n in con.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables()"
+                "SELECT schema_name, table_name FROM duckdb_tables() "
+                "WHERE database_name = current_database()"
             ).fetchall()
         }
         lines = ["table                                  rows"]
@@ -384,15 +392,19 @@ def summary(duckdb_path: str) -> str:
 
 
 def _print_summary() -> int:
-    path = warehouse_locations()["DUCKDB_PATH"]
-    if not path.exists():
-        print(
-            f"no warehouse at {path} yet: run `make run` (or `python -m callminer_assets run ...`)",
-            file=sys.stderr,
-        )
+    from callminer_assets.lib.settings import WarehouseSettings
+    from callminer_assets.warehouse.store import attach_sql
+
+    try:
+        print(summary())
+    except ConfigError as exc:  # no lake yet
+        print(exc, file=sys.stderr)
         return 1
-    print(summary(str(path)))
-    print(f"\nwarehouse: {path.resolve()}")
+    lake = WarehouseSettings.from_env()
+    # A Postgres catalog string may hold a password: only the embedded lake's SQL is shown.
+    print(
+        f"\nwarehouse: {attach_sql(lake, read_only=True) if lake.sqlite_path else lake.data_path}"
+    )
     print(
         'query it:  .venv/bin/python -c "import callminer_assets as ca; '
         "print(ca.connect().sql('SELECT channel, count(*) FROM callminer.interactions GROUP BY 1'))\""
@@ -446,6 +458,23 @@ def _summary(args: argparse.Namespace) -> int:
     return _print_summary()
 
 
+def _migrate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("old", help="the old warehouse file, e.g. data/callminer.duckdb")
+
+
+@command(
+    "migrate-warehouse",
+    "copy an old DuckDB warehouse into the lake",
+    _migrate_arguments,
+    pipeline=False,
+)
+def _migrate(args: argparse.Namespace) -> int:
+    from callminer_assets.warehouse.migrate import migrate
+
+    print(migrate(args.old))
+    return 0
+
+
 def _register_rescore() -> None:
     from callminer_assets import rescore
 
@@ -458,8 +487,6 @@ _register_rescore()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH
-
     parser = argparse.ArgumentParser(
         prog="python -m callminer_assets",
         description="Run the callminer-assets pipeline headless (sandbox unless credentials are set).",
@@ -472,19 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if cmd.arguments is not None:
             cmd.arguments(p)
-        p.add_argument(
-            "--duckdb",
-            default=None,
-            help=f"warehouse path (default: $DUCKDB_PATH or {DEFAULT_DUCKDB_PATH})",
-        )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cmd = COMMANDS[args.command]
-    if args.duckdb:
-        os.environ["DUCKDB_PATH"] = args.duckdb
     try:
         if cmd.pipeline:
             prepare()

@@ -16,6 +16,7 @@ from callminer_assets.cli import DAYS_PER_LINE, Progress, main, whole_months
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import serve
 from tests.defs.helpers import env_without_credentials, rows
+from tests.lake import lake_env, lake_settings
 
 
 def cli(
@@ -41,9 +42,10 @@ def test_only_whole_finished_months_get_monthly_features() -> None:
     assert whole_months(today.replace(day=1), last_day) == []
 
 
-def test_summary_without_a_warehouse_is_a_clear_message(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["summary", "--duckdb", str(tmp_path / "missing.duckdb")]) == 1
-    assert "no warehouse at" in capsys.readouterr().err
+def test_summary_without_a_warehouse_is_a_clear_message(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("WAREHOUSE_CATALOG", f"sqlite:{tmp_path / 'missing.sqlite'}")
+    assert main(["summary"]) == 1
+    assert "no warehouse catalog at" in capsys.readouterr().err
 
 
 class _Terminal(io.StringIO):
@@ -79,7 +81,7 @@ def test_progress_redraws_one_bar_on_a_terminal() -> None:
 
 
 def _one_day(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    base = env_without_credentials(DUCKDB_PATH=str(tmp_path / "w" / "callminer.duckdb"))
+    base = env_without_credentials(**lake_env(lake_settings(tmp_path / "w")))
     base.pop("DAGSTER_HOME", None)
     return cli(["run", "--start", "2025-01-01", "--end", "2025-01-01"], {**base, **env}, tmp_path)
 
@@ -91,6 +93,7 @@ CONFIG_ERRORS = {
     "negative concurrency": ({"CALLMINER_CONCURRENCY": "-4"}, "CALLMINER_CONCURRENCY"),
     "semarize key without url": ({"SEMARIZE_API_KEY": "k"}, "SEMARIZE_API_URL"),
     "dagster home missing": ({"DAGSTER_HOME": "/nonexistent/home"}, "DAGSTER_HOME"),
+    "the retired DUCKDB_PATH": ({"DUCKDB_PATH": "data/callminer.duckdb"}, "WAREHOUSE_CATALOG"),
     "live callminer, no semarize key": (
         {f"CALLMINER_{v}": "x" for v in ("AUTH_URL", "API_URL", "CLIENT_ID", "CLIENT_SECRET")},
         "SEMARIZE_API_KEY",
@@ -111,9 +114,9 @@ def test_a_configuration_error_is_one_line_and_exit_2(
 
 def test_an_unwritable_warehouse_is_refused_before_any_request(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
-    done = _one_day(tmp_path, DUCKDB_PATH=str(tmp_path / "a-file" / "callminer.duckdb"))
+    done = _one_day(tmp_path, WAREHOUSE_CATALOG=f"sqlite:{tmp_path / 'a-file' / 'w.sqlite'}")
     output = (done.stdout + done.stderr).splitlines()
-    assert done.returncode == 2 and len(output) == 1 and "DUCKDB_PATH=" in output[0]
+    assert done.returncode == 2 and len(output) == 1 and "WAREHOUSE_CATALOG=" in output[0]
     assert not (tmp_path / ".dagster_home" / "storage").exists()  # no run was started
 
 
@@ -136,8 +139,8 @@ def test_a_refused_secret_is_one_line_and_the_log_path(tmp_path: Path) -> None:
 
 
 def test_a_range_run_is_quiet_and_each_day_keeps_its_own_figures(tmp_path: Path) -> None:
-    warehouse = tmp_path / "w" / "callminer.duckdb"
-    env = env_without_credentials(DUCKDB_PATH=str(warehouse), SANDBOX_PER_DAY="15")
+    warehouse = lake_settings(tmp_path / "w")
+    env = env_without_credentials(**lake_env(warehouse), SANDBOX_PER_DAY="15")
     env.pop("DAGSTER_HOME", None)
     done = cli(["run", "--start", "2025-01-01", "--end", "2025-01-09"], env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

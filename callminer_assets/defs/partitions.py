@@ -23,8 +23,11 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(
 DAILY_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
 MONTHLY_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=6)
 
-# Every asset that writes DuckDB runs in this pool (limit 1 in dagster.yaml).
-DUCKDB_POOL = "duckdb_writer"
+# Steps that call an API share its pool (limit 1 in dagster.yaml): the client's rate
+# limiter is per process, so concurrent runs take turns on an API instead of adding up
+# past its rate. Warehouse writes need no pool (DuckLake transactions, retried on conflict).
+CALLMINER_POOL = "callminer_api"
+SEMARIZE_POOL = "semarize_api"
 
 # Tags that make one run cover a range of partitions (what backfills with a
 # BackfillPolicy send); dagster exposes no public constant for them.

@@ -24,10 +24,13 @@ from callminer_assets.lib.semarize import SemarizeClient
 from callminer_assets.lib.settings import (
     BULK_POLL_BUDGET_S,
     BULK_POLL_INTERVAL_S,
+    DEFAULT_WAREHOUSE_CATALOG,
+    DEFAULT_WAREHOUSE_DATA_PATH,
     BulkSettings,
     CallMinerSettings,
     Evaluator,
     SemarizeSettings,
+    WarehouseSettings,
     backend_from_env,
     env_number,
     evaluator_from_env,
@@ -36,7 +39,7 @@ from callminer_assets.lib.source import InteractionSource, rest_source
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.bulk import BULK_PREFIX
 from callminer_assets.sandbox.server import embedded_transport
-from callminer_assets.warehouse.store import DEFAULT_DUCKDB_PATH, Warehouse
+from callminer_assets.warehouse.store import Warehouse
 
 SANDBOX_URL = "http://sandbox.local"
 SANDBOX_ORIGIN = "sandbox"
@@ -184,14 +187,18 @@ class SemarizeResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse at ``DUCKDB_PATH`` (published copy; writes go to a working copy)."""
+    """The DuckLake at ``WAREHOUSE_CATALOG`` + ``WAREHOUSE_DATA_PATH``."""
 
-    duckdb_path: str = DEFAULT_DUCKDB_PATH
+    catalog: str = DEFAULT_WAREHOUSE_CATALOG
+    data_path: str = DEFAULT_WAREHOUSE_DATA_PATH
     replace_origin: bool = False
     """``WAREHOUSE_REPLACE_ORIGIN``: let a run replace days holding rows of another origin."""
 
+    def settings(self) -> WarehouseSettings:
+        return WarehouseSettings(catalog=self.catalog, data_path=self.data_path)
+
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.duckdb_path)
+        return Warehouse(self.settings())
 
 
 def _secret(env: Mapping[str, str], name: str) -> Any:
@@ -209,6 +216,16 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return int(env_number(env, name, default, positive=True, integer=True))
 
 
+def _warehouse_resource(env: Mapping[str, str], lake: WarehouseSettings) -> WarehouseResource:
+    """A Postgres catalog string may hold a password: an EnvVar then, like the API keys."""
+    catalog: Any = dg.EnvVar("WAREHOUSE_CATALOG") if lake.kind == "postgres" else lake.catalog
+    return WarehouseResource(
+        catalog=catalog,
+        data_path=lake.data_path,
+        replace_origin=env.get("WAREHOUSE_REPLACE_ORIGIN", "").lower() in ("1", "true", "yes"),
+    )
+
+
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Resources from the environment, validated once at load time."""
     env = os.environ if env is None else env
@@ -218,13 +235,15 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     if backend == "rest":
         CallMinerSettings.from_env(env)
     SemarizeSettings.from_env(env)
-    duckdb_path = env.get("DUCKDB_PATH") or DEFAULT_DUCKDB_PATH
     evaluator = evaluator_from_env(env)
     if env.get("SEMARIZE_RESCORE"):
         raise ConfigError(
             "SEMARIZE_RESCORE is gone: re-score explicitly with "
             "`python -m callminer_assets rescore --kit K --start D --end D`"
         )
+    lake = WarehouseSettings.from_env(env)
+    # Bulk exports are staged beside an embedded lake's catalog (data/bulk by default).
+    staging = Path(lake.sqlite_path).parent if lake.sqlite_path else Path("data")
     addresses = [a.strip() for a in env.get("CALLMINER_CONTACT_CENTRE_ADDRESSES", "").split(",")]
     return {
         "sandbox": SandboxResource(
@@ -251,8 +270,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             bulk_poll_budget_s=env_number(
                 env, "CALLMINER_BULK_POLL_BUDGET_SECONDS", BULK_POLL_BUDGET_S
             ),
-            bulk_staging_dir=env.get("CALLMINER_BULK_STAGING_DIR")
-            or str(Path(duckdb_path).parent / "bulk"),
+            bulk_staging_dir=env.get("CALLMINER_BULK_STAGING_DIR") or str(staging / "bulk"),
         ),
         "semarize": SemarizeResource(
             api_url=env.get("SEMARIZE_API_URL") or None,
@@ -262,9 +280,6 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             mode="async" if env.get("SEMARIZE_MODE") == "async" else "sync",
             evaluator=evaluator,
         ),
-        "warehouse": WarehouseResource(
-            duckdb_path=duckdb_path,
-            replace_origin=env.get("WAREHOUSE_REPLACE_ORIGIN", "").lower() in ("1", "true", "yes"),
-        ),
+        "warehouse": _warehouse_resource(env, lake),
         "analytics": build_analytics_resource(env),
     }

@@ -4,7 +4,7 @@
   day overlapping ``[cursor - lag window, now)``, because transcripts land late.
   The cursor is the high-water mark (the previous tick's time).
 * ``callminer_pending_transcripts_sensor`` (trigger ``pending-retry``): partitions
-  whose published ``callminer.transcripts`` still hold ``pending`` rows, re-requested
+  whose ``callminer.transcripts`` rows still hold ``pending`` rows, re-requested
   with exponential backoff (capped) for as long as any row stays pending: past the
   give-up window a run marks them ``missing``, and if that run fails they are still
   pending and requested again.
@@ -49,7 +49,7 @@ from callminer_assets.defs.resources import (
 )
 from callminer_assets.lib.errors import ExportFailed
 from callminer_assets.lib.settings import backend_from_env, env_number
-from callminer_assets.warehouse.store import connect_published
+from callminer_assets.warehouse.store import Warehouse
 from callminer_assets.webhook.inbox import (
     INBOX_ENV,
     Inbox,
@@ -355,37 +355,26 @@ def range_requests(keys: Iterable[str], run_key: str, tags: dict[str, str]) -> l
 
 @dataclass(frozen=True, slots=True)
 class PendingPartition:
-    """One partition's pending transcripts as published."""
+    """One partition's pending transcripts as stored."""
 
     partition_key: str
     pending: int
     oldest_pending_at: datetime | None
 
 
-def published_pending(published_path: Path) -> list[PendingPartition]:
-    """Partitions with ``pending`` transcripts in the *published* warehouse, read-only.
+def pending_partitions(wh: Warehouse) -> list[PendingPartition]:
+    """Partitions with ``pending`` transcripts in the warehouse's latest snapshot.
 
-    The published copy is never written in place (runs replace it atomically), so
-    this read never waits on, nor blocks, a running pipeline.
+    A DuckLake read never waits on, nor blocks, a running pipeline; a lake not created yet
+    has nothing pending (and is not created by a sensor tick).
     """
-    if not published_path.exists() or published_path.stat().st_size == 0:
+    if not wh.exists():
         return []
-    con = connect_published(published_path)
-    try:
-        exists = con.execute(
-            "SELECT count(*) FROM duckdb_tables() "
-            "WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
-            ["callminer", "transcripts"],
-        ).fetchone()
-        if not exists or not exists[0]:
-            return []
-        rows = con.execute(
-            "SELECT CAST(interaction_date AS VARCHAR), count(*), min(first_seen_pending_at) "
-            "FROM callminer.transcripts WHERE status = ? GROUP BY 1 ORDER BY 1",
-            ["pending"],
-        ).fetchall()
-    finally:
-        con.close()
+    rows = wh.query(
+        "SELECT CAST(interaction_date AS VARCHAR), count(*), min(first_seen_pending_at) "
+        "FROM callminer.transcripts WHERE status = ? GROUP BY 1 ORDER BY 1",
+        ["pending"],
+    ).rows()
     out = []
     for key, count, oldest in rows:
         if isinstance(oldest, datetime) and oldest.tzinfo is None:
@@ -419,7 +408,7 @@ def build_pending_sensor(
     ) -> dg.SensorResult:
         now = clock().astimezone(UTC)
         state: dict[str, Any] = _load_cursor(context.cursor).get("partitions", {})
-        found = published_pending(warehouse.warehouse().published_path)
+        found = pending_partitions(warehouse.warehouse())
         valid = set(_valid_keys((p.partition_key for p in found), now))
         pending = {p.partition_key: p for p in found if p.partition_key in valid}
         busy = active_partitions(context.instance, TRANSCRIPT_KEYS)

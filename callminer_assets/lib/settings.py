@@ -55,6 +55,14 @@ BULK_REGIONS: dict[str, tuple[str, str]] = {
     "CA": ("https://apica.callminer.net/bulkexport", "https://idpca.callminer.net"),
     "EW": ("https://apiew.callminer.net/bulkexport", "https://idpew.callminer.net"),
 }
+WAREHOUSE_MAX_ATTEMPTS = 12
+"""Attempts per warehouse transaction (first try + retries) when DuckLake reports a
+``Transaction conflict`` (two writers replaced rows of the same table) or the SQLite catalog
+says ``database is locked``: neither is retried by DuckLake itself, both succeed on a rerun."""
+WAREHOUSE_BACKOFF_BASE_S = 0.05
+"""First wait before re-running a conflicted warehouse transaction; doubles (plus jitter)."""
+WAREHOUSE_BACKOFF_MAX_S = 2.0
+"""No single wait between warehouse transaction attempts is longer than this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +310,58 @@ def evaluator_from_env(env: Mapping[str, str] | None = None) -> Evaluator:
             "key, or SEMARIZE_EVALUATOR=local-kits to score real transcripts with the local kits"
         )
     return "local-kits"
+
+
+DEFAULT_WAREHOUSE_CATALOG = "sqlite:data/warehouse.sqlite"
+DEFAULT_WAREHOUSE_DATA_PATH = "data/lake/"
+
+
+@dataclass(frozen=True, slots=True)
+class WarehouseSettings:
+    """Where the DuckLake lives: a catalog (``sqlite:FILE`` or ``postgres:DSN``) + a data path.
+
+    ``data_path`` is passed to DuckLake verbatim (a local folder or ``s3://bucket/prefix/``):
+    the catalog records it at creation and every ATTACH must name the same string.
+    """
+
+    catalog: str = field(default=DEFAULT_WAREHOUSE_CATALOG, repr=False)
+    data_path: str = DEFAULT_WAREHOUSE_DATA_PATH
+
+    def __post_init__(self) -> None:
+        if not self.catalog.startswith(("sqlite:", "postgres:")):
+            raise ConfigError("WAREHOUSE_CATALOG must start with 'sqlite:' or 'postgres:'")
+        if not self.data_path:
+            raise ConfigError("WAREHOUSE_DATA_PATH must not be empty")
+        if not self.data_path.endswith("/"):
+            object.__setattr__(self, "data_path", self.data_path + "/")
+
+    @property
+    def kind(self) -> Literal["sqlite", "postgres"]:
+        return "sqlite" if self.catalog.startswith("sqlite:") else "postgres"
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The catalog file of an embedded lake; None for Postgres."""
+        return self.catalog.removeprefix("sqlite:") if self.kind == "sqlite" else None
+
+    @property
+    def on_s3(self) -> bool:
+        return self.data_path.startswith("s3://")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WarehouseSettings:
+        """``WAREHOUSE_CATALOG`` / ``WAREHOUSE_DATA_PATH``; the retired ``DUCKDB_PATH`` is an error."""
+        env = os.environ if env is None else env
+        if env.get("DUCKDB_PATH"):
+            raise ConfigError(
+                "DUCKDB_PATH is no longer used: the warehouse is a DuckLake, set "
+                "WAREHOUSE_CATALOG and WAREHOUSE_DATA_PATH instead (copy an old file with "
+                "`python -m callminer_assets migrate-warehouse OLD.duckdb`)"
+            )
+        return cls(
+            catalog=env.get("WAREHOUSE_CATALOG") or DEFAULT_WAREHOUSE_CATALOG,
+            data_path=env.get("WAREHOUSE_DATA_PATH") or DEFAULT_WAREHOUSE_DATA_PATH,
+        )
 
 
 def env_number(

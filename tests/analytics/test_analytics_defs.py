@@ -33,6 +33,7 @@ from callminer_assets.warehouse.store import Warehouse
 from tests.analytics.conftest import Receiver
 from tests.analytics.test_attrition import synthetic
 from tests.defs.helpers import materialize
+from tests.lake import lake_env, lake_settings
 
 DAY = date(2025, 1, 2)
 
@@ -99,9 +100,9 @@ def _run(
 
 
 def test_daily_monthly_and_model_assets(tmp_path: Path) -> None:
-    db = tmp_path / "wh" / "callminer.duckdb"
+    db = lake_settings(tmp_path / "wh")
     env = {
-        "DUCKDB_PATH": str(db),
+        **lake_env(db),
         "EXPORTS_DIR": str(tmp_path / "exports"),
         "MODELS_DIR": str(tmp_path / "models"),
         "AGENT_ROSTER_PATH": str(tmp_path / "roster.csv"),
@@ -165,7 +166,7 @@ def test_daily_monthly_and_model_assets(tmp_path: Path) -> None:
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {
-        "DUCKDB_PATH": str(tmp_path / "wh" / "callminer.duckdb"),
+        **lake_env(lake_settings(tmp_path / "wh")),
         "EXPORTS_DIR": str(tmp_path / "exports"),
         "MODELS_DIR": str(tmp_path / "models"),
         "AGENT_ROSTER_PATH": str(tmp_path / "roster.csv"),
@@ -175,7 +176,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def test_too_little_history_skips_model_and_risk_cleanly(tmp_path: Path) -> None:
     env = _env(tmp_path)
-    wh = Warehouse(env["DUCKDB_PATH"])
+    wh = Warehouse(lake_settings(tmp_path / "wh"))
     features, roster = synthetic(n_agents=20)
     # a recent window: two months of features, a roster exported right after them
     recent = features.filter(pl.col("month") >= date(2025, 5, 1))
@@ -213,7 +214,7 @@ def test_too_little_history_skips_model_and_risk_cleanly(tmp_path: Path) -> None
 
 def test_duplicate_score_rows_in_the_table_fail_the_check(tmp_path: Path) -> None:
     env = _env(tmp_path)
-    wh = Warehouse(env["DUCKDB_PATH"])
+    wh = Warehouse(lake_settings(tmp_path / "wh"))
     _seed_day(wh)
     with dg.instance_for_test() as instance:
         scores = ["analytics/interaction_scores", "analytics/compliance_findings"]
@@ -250,7 +251,7 @@ def test_features_depend_on_three_months_of_days_and_run_as_a_range(tmp_path: Pa
 
     # as `python -m callminer_assets run` does it: the days, then one range run of the months
     env = _env(tmp_path)
-    wh = Warehouse(env["DUCKDB_PATH"])
+    wh = Warehouse(lake_settings(tmp_path / "wh"))
     _seed_day(wh)
     with dg.instance_for_test() as instance:
         scores = ["analytics/interaction_scores", "analytics/compliance_findings"]
@@ -268,7 +269,7 @@ def test_features_depend_on_three_months_of_days_and_run_as_a_range(tmp_path: Pa
 
 def test_alerts_are_in_the_table_before_slack_sees_them(tmp_path: Path, receiver: Receiver) -> None:
     env = _env(tmp_path, SLACK_WEBHOOK_URL=receiver.url)
-    wh = Warehouse(env["DUCKDB_PATH"])
+    wh = Warehouse(lake_settings(tmp_path / "wh"))
     _seed_day(wh)
     at_post: list[pl.DataFrame] = []
     receiver.on_post = lambda: at_post.append(wh.read(COMPLIANCE_ALERTS))
@@ -311,7 +312,7 @@ def test_model_is_requested_after_one_features_month_though_others_are_missing()
 
 def test_the_model_retrains_only_when_its_inputs_change(tmp_path: Path) -> None:
     env = _env(tmp_path)
-    wh = Warehouse(env["DUCKDB_PATH"])
+    wh = Warehouse(lake_settings(tmp_path / "wh"))
     features, roster = synthetic()
     wh.replace(AGENT_MONTHLY_FEATURES, features, {})
     roster.write_csv(tmp_path / "roster.csv")

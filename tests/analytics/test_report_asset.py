@@ -31,6 +31,7 @@ from tests.defs.helpers import (
     materialize,
     range_tags,
 )
+from tests.lake import lake_env, lake_settings
 
 
 def _seed(wh: Warehouse, month: date, n: int) -> None:
@@ -60,11 +61,11 @@ def _materializations(instance: dg.DagsterInstance) -> dict[str, dg.AssetMateria
 
 
 def test_a_range_run_records_each_month_with_its_own_figures(tmp_path: Path) -> None:
-    db, reports = tmp_path / "wh" / "warehouse.duckdb", tmp_path / "reports"
+    db, reports = lake_settings(tmp_path / "wh"), tmp_path / "reports"
     wh = Warehouse(db)
     _seed(wh, date(2025, 1, 1), n=40)
     _seed(wh, date(2025, 2, 1), n=24)  # risk (stored for the newest month only) is February's
-    env = {"DUCKDB_PATH": str(db), "REPORTS_DIR": str(reports)}
+    env = {**lake_env(db), "REPORTS_DIR": str(reports)}
     with dg.instance_for_test() as instance:
         result = materialize(
             instance, env, ["analytics/monthly_report"], tags=range_tags("2025-01-01", "2025-02-01")
@@ -91,11 +92,9 @@ def test_the_report_a_data_engineer_materialises_renders_cleanly_in_chromium(
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    db, reports = tmp_path / "wh" / "warehouse.duckdb", tmp_path / "reports"
+    db, reports = lake_settings(tmp_path / "wh"), tmp_path / "reports"
     _seed(Warehouse(db), date(2025, 1, 1), n=60)
-    env = env_without_credentials(
-        DAGSTER_HOME=str(home), DUCKDB_PATH=str(db), REPORTS_DIR=str(reports)
-    )
+    env = env_without_credentials(DAGSTER_HOME=str(home), **lake_env(db), REPORTS_DIR=str(reports))
     proc = subprocess.run(  # noqa: S603 - our own command line with fixed arguments
         dagster_materialize("analytics/monthly_report", "2025-01-01"),
         cwd=REPO,

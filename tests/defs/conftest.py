@@ -1,4 +1,4 @@
-"""Fixtures for Dagster-level tests: a private DAGSTER_HOME and warehouse per test."""
+"""Fixtures for Dagster-level tests: a private DAGSTER_HOME per test (the lake: ``lake``)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,3 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg
     overrides = yaml.safe_load((REPO / "dagster.yaml").read_text())
     with dg.instance_for_test(overrides=overrides, temp_dir=str(home)) as instance:
         yield instance
-
-
-@pytest.fixture
-def duckdb_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "warehouse" / "callminer.duckdb"
-    path.parent.mkdir()
-    monkeypatch.setenv("DUCKDB_PATH", str(path))
-    return path

@@ -12,14 +12,16 @@ import pytest
 
 from callminer_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from callminer_assets.defs.resources import build_resources
+from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.lib.tables import TABLES
-from callminer_assets.warehouse.store import connect_published
+from callminer_assets.warehouse.store import connect
+from tests.lake import lake_env
 
 REPO = Path(__file__).parents[2]
 EXTRACT = ["callminer/interactions", "callminer/transcripts", "semarize/evaluations"]
 
 
-def sandbox_env(server_url: str, duckdb_path: Path, **extra: str) -> dict[str, str]:
+def sandbox_env(server_url: str, lake: WarehouseSettings, **extra: str) -> dict[str, str]:
     """Environment pointing both APIs at a loopback sandbox, as a user would for real endpoints."""
     return {
         "CALLMINER_AUTH_URL": server_url,
@@ -28,7 +30,7 @@ def sandbox_env(server_url: str, duckdb_path: Path, **extra: str) -> dict[str, s
         "CALLMINER_CLIENT_SECRET": "sandbox",
         "SEMARIZE_API_URL": server_url,
         "SEMARIZE_API_KEY": "smz_test_sandbox",
-        "DUCKDB_PATH": str(duckdb_path),
+        **lake_env(lake),
         # Loopback is fast; tests about the rate limit itself set their own.
         "CALLMINER_REQUESTS_PER_SECOND": "500",
         "SEMARIZE_REQUESTS_PER_SECOND": "500",
@@ -62,9 +64,11 @@ def materialize(
         )
 
 
-def rows(path: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    """Query the published warehouse the way an analyst does."""
-    con = connect_published(path)
+def rows(
+    lake: WarehouseSettings, sql: str, params: list[Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """Query the lake the way an analyst does (a read-only session)."""
+    con = connect(lake)
     try:
         return con.execute(sql, params or []).fetchall()
     finally:
@@ -88,9 +92,9 @@ RAW = [
 ]
 
 
-def snapshot(path: Path, tables: list[str] = RAW) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(lake: WarehouseSettings, tables: list[str] = RAW) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of ``tables`` (timing columns aside), sorted: equal means same keys and values."""
-    con = connect_published(path)
+    con = connect(lake)
     try:
         out = {}
         for name in tables:

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.bulk import BULK_PREFIX
 from callminer_assets.sandbox.server import serve
@@ -19,6 +20,7 @@ from tests.defs.helpers import (
     rows,
     sandbox_env,
 )
+from tests.lake import lake_env
 
 RAW = [*EXTRACT, "callminer/utterances"]
 BULK_EXTRACT = [*RAW, "callminer/native_scores", "callminer/native_categories"]
@@ -195,13 +197,13 @@ def test_a_failing_delete_is_logged_and_the_run_still_succeeds(
 
 
 def test_embedded_sandbox_runs_every_daily_table_with_no_credentials(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings
 ) -> None:
     """What ``make run CALLMINER_BACKEND=bulk`` does for its days, without any credential
     (tables that may rightly stay empty on a first run, like alerts or kit diffs, aside)."""
     from callminer_assets.definitions import DAILY_ASSETS
 
-    env = env_without_credentials(CALLMINER_BACKEND="bulk", DUCKDB_PATH=str(duckdb_path))
+    env = env_without_credentials(CALLMINER_BACKEND="bulk", **lake_env(lake))
     keys = ["/".join(k.path) for k in DAILY_ASSETS]
     result = materialize(dagster_home, env, keys, tags=range_tags(*DAYS))
     assert result.success
@@ -215,7 +217,7 @@ def test_embedded_sandbox_runs_every_daily_table_with_no_credentials(
         "analytics.interaction_scores",
         "analytics.compliance_findings",
     ):
-        (n,) = rows(duckdb_path, f"SELECT count(*) FROM {table}")[0]  # noqa: S608 - constant names
+        (n,) = rows(lake, f"SELECT count(*) FROM {table}")[0]  # noqa: S608 - constant names
         assert n > 0, table
-    assert rows(duckdb_path, "SELECT DISTINCT origin FROM callminer.interactions") == [("sandbox",)]
-    assert not any((duckdb_path.parent / "bulk").iterdir())  # released after the commit
+    assert rows(lake, "SELECT DISTINCT origin FROM callminer.interactions") == [("sandbox",)]
+    assert not any((Path(lake.data_path).parent / "bulk").iterdir())  # released after the commit

@@ -20,6 +20,7 @@ import pytest
 from callminer_assets.lib.tables import AGENT_MONTHLY_FEATURES, EVALUATIONS, TRANSCRIPTS, Table
 from callminer_assets.warehouse.store import Warehouse
 from tests.defs.helpers import env_without_credentials, materialize, range_tags
+from tests.lake import lake_env, lake_settings
 
 DAY = "2025-01-14"
 RAW = ["callminer/interactions", "callminer/transcripts", "callminer/utterances"]
@@ -57,7 +58,7 @@ def tampered(table: Table, change: Callable[[pl.DataFrame], pl.DataFrame]) -> It
 
 def _env(tmp_path: Path) -> dict[str, str]:
     return env_without_credentials(
-        DUCKDB_PATH=str(tmp_path / "w.duckdb"),
+        **lake_env(lake_settings(tmp_path / "w")),
         SANDBOX_PER_DAY="6",
         AGENT_ROSTER_PATH=str(tmp_path / "roster.csv"),
         EXPORTS_DIR=str(tmp_path / "exports"),

@@ -15,7 +15,9 @@ import pytest
 from dagster._serdes import serialize_value
 
 from callminer_assets.definitions import DAILY_ASSETS
+from callminer_assets.lib.settings import WarehouseSettings
 from tests.defs.helpers import env_without_credentials, materialize, rows
+from tests.lake import lake_env, lake_settings
 
 DAY = "2025-01-14"
 
@@ -24,7 +26,7 @@ def _event_log(instance: dg.DagsterInstance, run_id: str) -> str:
     return "\n".join(serialize_value(e) for e in instance.all_logs(run_id))
 
 
-def _customer_data(db: Path) -> set[str]:
+def _customer_data(db: WarehouseSettings) -> set[str]:
     """Customer ids, contact fields (names, phones, addresses) and what customers and agents said."""
     found: set[str] = set()
     for customer_id, contact, mailbox in rows(
@@ -38,7 +40,9 @@ def _customer_data(db: Path) -> set[str]:
     return found
 
 
-def _leaks(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, db: Path) -> set[str]:
+def _leaks(
+    instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, db: WarehouseSettings
+) -> set[str]:
     log = _event_log(instance, result.run_id)
     assert "dagster/row_count" in log and "preview" in log  # the metadata is there
     return {needle for needle in _customer_data(db) if needle in log}
@@ -47,8 +51,8 @@ def _leaks(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, db: 
 def test_the_event_log_holds_no_customer_data_unless_full_previews_are_asked_for(
     dagster_home: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = tmp_path / "w.duckdb"
-    env = env_without_credentials(DUCKDB_PATH=str(db), SANDBOX_PER_DAY="12")
+    db = lake_settings(tmp_path / "w")
+    env = env_without_credentials(**lake_env(db), SANDBOX_PER_DAY="12")
     env.pop("METADATA_PREVIEW", None)
     monkeypatch.delenv("METADATA_PREVIEW", raising=False)
     keys = ["/".join(k.path) for k in DAILY_ASSETS]

@@ -1,6 +1,6 @@
 """Orchestration end to end: analysts never blocked, real backfills, declarative downstream, tags.
 
-Every test has its own ``tmp_path`` (DAGSTER_HOME + DUCKDB_PATH) and a tiny sandbox
+Every test has its own ``tmp_path`` (DAGSTER_HOME + lake) and a tiny sandbox
 (2-3 interactions per day), so the file stays well under two minutes on 2 cores.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pytest
 import yaml
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
@@ -47,8 +45,10 @@ from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, daily_partit
 from callminer_assets.defs.resources import build_resources
 from callminer_assets.defs.semarize.assets import EVALUATIONS_KEY, evaluations
 from callminer_assets.defs.sensors import SENSORS, TRIGGER_TAG
+from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import SandboxServer, serve
+from callminer_assets.warehouse.store import connect
 from tests.defs.helpers import (
     REPO,
     dagster_materialize,
@@ -56,6 +56,7 @@ from tests.defs.helpers import (
     rows,
     sandbox_env,
 )
+from tests.lake import lake_env, lake_settings
 
 # The daily assets a backfill covers here (the analytics assets have their own tests).
 BACKFILL_KEYS = [INTERACTIONS_KEY, QUARANTINE_KEY, TRANSCRIPTS_KEY, UTTERANCES_KEY, EVALUATIONS_KEY]
@@ -66,49 +67,28 @@ _LOG = logging.getLogger("test_orchestration")
 # --------------------------------------------------------------------------- helpers
 
 
-def _count_in_subprocess(path: Path, day: str) -> int:
-    """Rows of ``day`` seen by a NEW session: another process, since DuckDB caches one
-    database instance per file per process (an in-process connect would reuse the old one)."""
-    code = (
-        "import sys, duckdb\n"
-        "con = duckdb.connect(sys.argv[1], read_only=True)\n"
-        "print(con.execute('SELECT count(*) FROM callminer.interactions"
-        " WHERE interaction_date = CAST(? AS DATE)', [sys.argv[2]]).fetchone()[0])\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(path), day],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return int(out.stdout.strip())
-
-
 # --------------------------------------------------------------------------- 1. analysts
 
 
-def test_read_only_session_held_open_never_blocks_a_cli_run(tmp_path: Path) -> None:
-    """An analyst's read-only session stays open (and keeps querying) while
-    ``dagster asset materialize`` runs in another process; the run succeeds, the
-    session keeps its consistent snapshot, and a new session sees the new rows."""
+def test_a_session_held_open_sees_a_cli_run_commit_on_its_next_query(tmp_path: Path) -> None:
+    """An analyst's read-only ``callminer_assets.connect()`` session stays open (and keeps
+    querying) while ``dagster asset materialize`` runs in another process: the run
+    succeeds, every query sees a whole snapshot (never half a day), and the next query on
+    the SAME connection after the run sees the new day."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    # Not named callminer.duckdb: a bare duckdb.connect() on that name makes the catalog
-    # "callminer" collide with the schema (see store.connect_published).
-    db = tmp_path / "published" / "warehouse.duckdb"
-    db.parent.mkdir()
-    env = env_without_credentials(DAGSTER_HOME=str(home), DUCKDB_PATH=str(db), SANDBOX_PER_DAY="3")
+    lake = lake_settings(tmp_path / "warehouse")
+    env = env_without_credentials(DAGSTER_HOME=str(home), SANDBOX_PER_DAY="3", **lake_env(lake))
     first = dg.materialize(
         [interactions],
         selection=[INTERACTIONS_KEY],
         partition_key="2025-01-14",
         resources=build_resources(env),
     )
-    assert first.success and db.exists()
+    assert first.success
 
-    analyst = duckdb.connect(str(db), read_only=True)
+    analyst = connect(lake)
     try:
         count_sql = "SELECT count(*) FROM callminer.interactions"
         (before,) = analyst.execute(count_sql).fetchone() or (0,)
@@ -123,26 +103,28 @@ def test_read_only_session_held_open_never_blocks_a_cli_run(tmp_path: Path) -> N
             stderr=subprocess.PIPE,
             text=True,
         )
-        queries = 0
+        seen = set()
         deadline = time.monotonic() + 240
         while proc.poll() is None and time.monotonic() < deadline:
-            # A real scan of the warehouse each time: the session is busy, not just open.
+            # A real scan of the lake each time: the session is busy, not just open.
             analyst.execute(
                 "SELECT count(*), sum(length(interaction_id)) FROM callminer.interactions"
                 " CROSS JOIN range(20000)"
             ).fetchone()
-            assert analyst.execute(count_sql).fetchone() == (before,)
-            queries += 1
+            (n,) = analyst.execute(count_sql).fetchone() or (0,)
+            seen.add(n)
             time.sleep(0.2)  # leave the 2 CI cores to the run
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 0, stderr[-3000:]
-        assert queries > 0
-        # The open session still reads its snapshot: consistent, never half-written.
-        assert analyst.execute(count_sql).fetchone() == (before,)
+        assert seen and seen <= {before, before + 3}  # whole snapshots only
+        # The same connection, next query: the run's commit is there.
+        assert analyst.execute(count_sql).fetchone() == (before + 3,)
+        day = analyst.execute(
+            "SELECT count(*) FROM callminer.transcripts WHERE interaction_date = DATE '2025-01-15'"
+        ).fetchone()
+        assert day == (3,)
     finally:
         analyst.close()
-    assert _count_in_subprocess(db, "2025-01-15") == 3
-    assert _count_in_subprocess(db, "2025-01-14") == 3
 
 
 # --------------------------------------------------------------------------- 2+3. backfills
@@ -166,7 +148,7 @@ def backfill_defs() -> dg.Definitions:
 @contextmanager
 def _daemon_instance(home: Path) -> Iterator[tuple[dg.DagsterInstance, WorkspaceProcessContext]]:
     """A real instance configured by the repo's dagster.yaml (queued runs, tag limit for
-    backfills, pool duckdb_writer=1), whose runs execute synchronously when launched."""
+    backfills, one step per API pool), whose runs execute synchronously when launched."""
     home.mkdir()
     overrides = yaml.safe_load((REPO / "dagster.yaml").read_text())
     with dg.instance_for_test(
@@ -247,7 +229,7 @@ def _runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.DagsterRun]
     return list(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})))
 
 
-def _evaluated_days(db: Path) -> set[str]:
+def _evaluated_days(db: WarehouseSettings) -> set[str]:
     return {
         str(r[0])
         for r in rows(
@@ -272,8 +254,7 @@ def test_90_day_backfill_is_three_runs_and_a_failed_half_relaunch_pays_nothing_t
     part-way; re-executing it from failure runs only the failed partitions' missing
     assets, and a further full 90-day launch starts no Semarize run at all.
     """
-    db = tmp_path / "warehouse" / "callminer.duckdb"
-    db.parent.mkdir()
+    db = lake_settings(tmp_path / "warehouse")
     days = list(daily_partitions.get_partition_keys()[:90])
     per_run = DAILY_BACKFILL_POLICY.max_partitions_per_run or len(days)
     max_runs = -(-len(days) // per_run)  # ceil

@@ -1,8 +1,10 @@
-"""The pipeline as users run it: real Dagster runs, real DuckDB files, the sandbox."""
+"""The pipeline as users run it: real Dagster runs, a real lake on tmp_path, the sandbox."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from callminer_assets.defs.resources import build_resources
 from callminer_assets.lib.errors import ConfigError
+from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.lib.tables import INTERACTIONS, TABLES
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.generator import Generator
@@ -46,10 +49,10 @@ def test_credentials_half_set_is_a_clear_config_error() -> None:
 
 
 def test_live_callminer_without_a_semarize_key_fails_before_any_request(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path, monkeypatch: pytest.MonkeyPatch
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with serve(SandboxConfig(seed=3, per_day=2)) as server:
-        env = sandbox_env(server.url, duckdb_path)
+        env = sandbox_env(server.url, lake)
         del env["SEMARIZE_API_KEY"], env["SEMARIZE_API_URL"]
         with pytest.raises(ConfigError) as info:
             materialize(dagster_home, env, EXTRACT, tags=range_tags("2025-01-14", "2025-01-14"))
@@ -62,19 +65,24 @@ def test_live_callminer_without_a_semarize_key_fails_before_any_request(
             [*EXTRACT, "semarize/evaluations"],
             tags=range_tags("2025-01-14", "2025-01-14"),
         ).success
-        assert rows(duckdb_path, "SELECT DISTINCT evaluator FROM semarize.evaluations") == [
+        assert rows(lake, "SELECT DISTINCT evaluator FROM semarize.evaluations") == [
             ("local-kits",)
         ]
         assert server.state.runs_started == 0  # nothing was sent to (or billed by) Semarize
 
 
+def test_the_retired_lake_stops_the_load_naming_its_replacement() -> None:
+    with pytest.raises(ConfigError, match="WAREHOUSE_CATALOG and WAREHOUSE_DATA_PATH"):
+        build_resources({"DUCKDB_PATH": "data/callminer.duckdb"})
+
+
 def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings
 ) -> None:
     # No late transcripts here: a transcript arriving between runs is rightly evaluated then.
     config = SandboxConfig(seed=11, per_day=12, pending_fraction=0.0)
     with serve(config) as server:
-        env = sandbox_env(server.url, duckdb_path)
+        env = sandbox_env(server.url, lake)
         result = materialize(
             dagster_home, env, EXTRACT, tags=range_tags("2025-01-14", "2025-01-15")
         )
@@ -87,7 +95,7 @@ def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
             got = {
                 r[0]
                 for r in rows(
-                    duckdb_path,
+                    lake,
                     "SELECT interaction_id FROM callminer.interactions WHERE interaction_date = ?",
                     [day],
                 )
@@ -95,7 +103,7 @@ def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
             assert got == expected and len(got) > 0
 
         before = rows(
-            duckdb_path,
+            lake,
             "SELECT (SELECT count(*) FROM callminer.interactions),"
             " (SELECT count(*) FROM callminer.utterances),"
             " (SELECT count(*) FROM semarize.evaluations)",
@@ -106,34 +114,34 @@ def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
         assert server.state.runs_started == billed_after_first
         assert set(server.state.billing.values()) == {1}
         after = rows(
-            duckdb_path,
+            lake,
             "SELECT (SELECT count(*) FROM callminer.interactions),"
             " (SELECT count(*) FROM callminer.utterances),"
             " (SELECT count(*) FROM semarize.evaluations)",
         )
         assert after == before
         dupes = rows(
-            duckdb_path,
+            lake,
             "SELECT interaction_id FROM callminer.interactions GROUP BY 1 HAVING count(*) > 1",
         )
         assert dupes == []
         evaluated = rows(
-            duckdb_path,
+            lake,
             "SELECT count(DISTINCT (interaction_id, kit_code)) FROM semarize.evaluations",
         )[0][0]
         available = rows(
-            duckdb_path, "SELECT count(*) FROM callminer.transcripts WHERE status = 'available'"
+            lake, "SELECT count(*) FROM callminer.transcripts WHERE status = 'available'"
         )[0][0]
         assert evaluated == 3 * available
 
 
 def test_materialisation_metadata_is_useful(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings
 ) -> None:
     with serve(SandboxConfig(seed=3, per_day=10)) as server:
         result = materialize(
             dagster_home,
-            sandbox_env(server.url, duckdb_path),
+            sandbox_env(server.url, lake),
             ["callminer/interactions", "callminer/transcripts"],
             partition_key="2025-02-03",
         )
@@ -154,16 +162,30 @@ def test_materialisation_metadata_is_useful(
     assert "pending" in tmeta and "per_status" in tmeta
 
 
-def test_dagster_cli_materializes_into_an_empty_duckdb_file(tmp_path: Path) -> None:
+CONTRACT_SQL = (
+    "ATTACH 'ducklake:sqlite:data/warehouse.sqlite' AS warehouse "
+    "(DATA_PATH 'data/lake/', READ_ONLY); USE warehouse; "
+    "SELECT count(*) FROM callminer.interactions"
+)
+
+
+def test_dagster_cli_creates_the_default_lake_and_the_contract_sql_reads_it(
+    tmp_path: Path,
+) -> None:
+    """A data engineer's `dagster asset materialize` in a project folder with no lake yet;
+    then, in a fresh process, the exact ATTACH SQL of the contract (default paths)."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    db = tmp_path / "empty.duckdb"
-    db.touch()
-    env = env_without_credentials(DAGSTER_HOME=str(home), DUCKDB_PATH=str(db), SANDBOX_PER_DAY="8")
+    project = tmp_path / "project"
+    project.mkdir()
+    env = env_without_credentials(DAGSTER_HOME=str(home), SANDBOX_PER_DAY="8")
+    for name in ("WAREHOUSE_CATALOG", "WAREHOUSE_DATA_PATH", "DUCKDB_PATH"):
+        env.pop(name, None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     proc = subprocess.run(
         dagster_materialize("callminer/interactions,callminer/transcripts", "2025-01-14"),
-        cwd=REPO,
+        cwd=project,
         env=env,
         capture_output=True,
         text=True,
@@ -171,24 +193,36 @@ def test_dagster_cli_materializes_into_an_empty_duckdb_file(tmp_path: Path) -> N
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "built-in sandbox" in proc.stderr
-    counts = rows(
-        db,
-        "SELECT (SELECT count(*) FROM callminer.interactions),"
-        " (SELECT count(*) FROM callminer.transcripts)",
+    assert (project / "data" / "warehouse.sqlite").is_file()
+    code = (
+        "import sys\n"
+        "from callminer_assets.warehouse import extensions\n"
+        "con = extensions.new_connection()\n"
+        "extensions.load(con, ['ducklake', 'sqlite'])\n"
+        "print(con.sql(sys.argv[1]).fetchone()[0])\n"
     )
-    assert counts == [(8, 8)]
+    reader = subprocess.run(
+        [sys.executable, "-c", code, CONTRACT_SQL],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert reader.stdout.strip() == "8"
 
 
 def test_stored_transcripts_survive_an_api_calling_them_pending_again(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings
 ) -> None:
     """Re-runs keep what is stored; even a forced refetch that meets 'processing' loses nothing."""
     with serve(SandboxConfig(seed=8, per_day=10, pending_fraction=0.0)) as server:
-        env = sandbox_env(server.url, duckdb_path)
+        env = sandbox_env(server.url, lake)
         assert materialize(dagster_home, env, EXTRACT, partition_key="2025-01-20").success
         counts = "SELECT status, count(*) FROM callminer.transcripts GROUP BY 1"
-        before = rows(duckdb_path, counts)
-        utterances = rows(duckdb_path, "SELECT count(*) FROM callminer.utterances")
+        before = rows(lake, counts)
+        utterances = rows(lake, "SELECT count(*) FROM callminer.utterances")
         paid = server.state.runs_started
         fetches = sum(server.state.transcript_fetches.values())
 
@@ -215,19 +249,19 @@ def test_stored_transcripts_survive_an_api_calling_them_pending_again(
             if e["path"].endswith("/transcript")
         ]
         assert len(answered) == 10 and any(s in (404, 202) for s in answered)
-        assert rows(duckdb_path, counts) == before == [("available", 10)]
-        assert rows(duckdb_path, "SELECT count(*) FROM callminer.utterances") == utterances
+        assert rows(lake, counts) == before == [("available", 10)]
+        assert rows(lake, "SELECT count(*) FROM callminer.utterances") == utterances
         assert server.state.runs_started == paid
 
 
 def test_an_interaction_stored_under_two_days_fails_the_blocking_check(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings
 ) -> None:
     """CallMiner moved a startTime across midnight: the id is now under two days."""
     with serve(SandboxConfig(seed=6, per_day=5, pending_fraction=0.0)) as server:
-        env = sandbox_env(server.url, duckdb_path)
+        env = sandbox_env(server.url, lake)
         assert materialize(dagster_home, env, EXTRACT, partition_key="2025-01-21").success
-        wh = Warehouse(duckdb_path)
+        wh = Warehouse(lake)
         moved = wh.read(INTERACTIONS, {"interaction_date": [date(2025, 1, 21)]}).head(1)
         wh.replace(
             INTERACTIONS,

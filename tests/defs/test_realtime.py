@@ -19,6 +19,7 @@ import dagster as dg
 import httpx
 
 from callminer_assets.defs.sensors import build_webhook_inbox_sensor
+from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.generator import Generator
 from callminer_assets.sandbox.server import serve
@@ -48,7 +49,7 @@ def _start_listener(inbox: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def test_a_signed_event_flows_from_the_listener_to_the_warehouse(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path, tmp_path: Path
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings, tmp_path: Path
 ) -> None:
     config = SandboxConfig(seed=12, per_day=6, pending_fraction=0.0)
     interaction = next(
@@ -94,7 +95,7 @@ def test_a_signed_event_flows_from_the_listener_to_the_warehouse(
     with serve(config) as server:
         run = materialize(
             dagster_home,
-            sandbox_env(server.url, duckdb_path),
+            sandbox_env(server.url, lake),
             EXTRACT,
             partition_key=requests[0].partition_key,
             tags=dict(requests[0].tags),
@@ -102,7 +103,7 @@ def test_a_signed_event_flows_from_the_listener_to_the_warehouse(
     assert run.success
     assert dagster_home.get_run_by_id(run.run_id).tags["callminer/trigger"] == "webhook"  # type: ignore[union-attr]
     landed = rows(
-        duckdb_path,
+        lake,
         "SELECT t.status FROM callminer.interactions i "
         "JOIN callminer.transcripts t USING (interaction_id) WHERE i.interaction_id = ?",
         [interaction],

@@ -17,6 +17,7 @@ from callminer_assets.cli import main
 from callminer_assets.definitions import DAILY_ASSETS
 from callminer_assets.defs.semarize.rescore import run_config
 from callminer_assets.kits.loader import PACKAGED_DIR, normalise
+from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import embedded_app, state_of
 from tests.defs.helpers import materialize, range_tags, rows
@@ -47,7 +48,7 @@ def _rescore(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str,
 
 def test_a_new_kit_version_is_rescored_once_beside_the_old_rows(
     dagster_home: dg.DagsterInstance,
-    duckdb_path: Path,
+    lake: WarehouseSettings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -61,15 +62,13 @@ def test_a_new_kit_version_is_rescored_once_beside_the_old_rows(
     texts = [
         t
         for (t,) in rows(
-            duckdb_path,
+            lake,
             "SELECT transcript_text FROM callminer.transcripts WHERE status = 'available'",
         )
     ]
     qa = "SELECT count(*) FROM semarize.evaluations WHERE kit_code = 'qa_compliance' AND kit_version = ?"
-    (old_rows,) = rows(duckdb_path, qa, [OLD])[0]
-    assert rows(duckdb_path, "SELECT DISTINCT evaluator FROM semarize.evaluations") == [
-        ("local-kits",)
-    ]
+    (old_rows,) = rows(lake, qa, [OLD])[0]
+    assert rows(lake, "SELECT DISTINCT evaluator FROM semarize.evaluations") == [("local-kits",)]
     before = dict(billing)
     assert texts and all(v == 1 for v in before.values())
 
@@ -91,10 +90,10 @@ def test_a_new_kit_version_is_rescored_once_beside_the_old_rows(
         h = transcript_hash(text)
         assert billing[(h, "qa_compliance")] == 2
         assert billing[(h, "experience_quality")] == billing[(h, "agent_wellbeing")] == 1
-    assert rows(duckdb_path, qa, [OLD])[0] == (old_rows,)
-    assert rows(duckdb_path, qa, [NEW])[0] == (old_rows,)  # same bricks, one row each
+    assert rows(lake, qa, [OLD])[0] == (old_rows,)
+    assert rows(lake, qa, [NEW])[0] == (old_rows,)  # same bricks, one row each
     versions = rows(
-        duckdb_path,
+        lake,
         "SELECT DISTINCT kit_versions->>'$.qa_compliance' FROM analytics.interaction_scores",
     )
     assert versions == [(NEW,)]
@@ -106,13 +105,13 @@ def test_a_new_kit_version_is_rescored_once_beside_the_old_rows(
     said = {
         iid
         for iid, text in rows(
-            duckdb_path,
+            lake,
             "SELECT interaction_id, text FROM callminer.utterances WHERE speaker_role = 'agent'",
         )
         if normalise(PHRASE)[0] in normalise(text)[0]
     }
     diff = rows(
-        duckdb_path,
+        lake,
         "SELECT DISTINCT interaction_id FROM analytics.kit_version_diff "
         "WHERE rule = 'prohibited_phrases' AND from_version = ? AND to_version = ?",
         [OLD, NEW],
@@ -120,13 +119,13 @@ def test_a_new_kit_version_is_rescored_once_beside_the_old_rows(
     assert 0 < len(said) < len(texts)
     assert {iid for (iid,) in diff} == said
     assert {
-        iid for (iid,) in rows(duckdb_path, "SELECT interaction_id FROM analytics.kit_version_diff")
+        iid for (iid,) in rows(lake, "SELECT interaction_id FROM analytics.kit_version_diff")
     } == said
 
 
 def test_a_version_that_is_not_current_is_refused_in_one_line(
     dagster_home: dg.DagsterInstance,
-    duckdb_path: Path,
+    lake: WarehouseSettings,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -137,7 +136,7 @@ def test_a_version_that_is_not_current_is_refused_in_one_line(
 
 
 def test_the_rescore_job_runs_from_its_launchpad_config(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path, monkeypatch: pytest.MonkeyPatch
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The UI path: the job with its default run config, over one partition of stored data."""
     monkeypatch.setenv("SANDBOX_PER_DAY", "3")

@@ -8,21 +8,23 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.lib.tables import TABLES
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.generator import Generator
 from callminer_assets.sandbox.server import serve
-from callminer_assets.warehouse.store import connect_published
+from callminer_assets.warehouse.store import connect
 from tests.defs.helpers import EXTRACT, materialize, rows, sandbox_env, snapshot
+from tests.lake import lake_settings
 
 DAY = date(2025, 3, 4)
 
 
 def _run(
     tmp_path: Path, name: str, config: SandboxConfig, **env: str
-) -> tuple[Path, dg.ExecuteInProcessResult, object]:
-    db = tmp_path / name / "w.duckdb"
-    db.parent.mkdir()
+) -> tuple[WarehouseSettings, dg.ExecuteInProcessResult, object]:
+    (tmp_path / name).mkdir()
+    db = lake_settings(tmp_path / name / "lake")
     with dg.instance_for_test(temp_dir=str(tmp_path / name)) as instance, serve(config) as server:
         result = materialize(
             instance, sandbox_env(server.url, db, **env), EXTRACT, partition_key=str(DAY)
@@ -99,13 +101,14 @@ def test_no_secret_or_token_in_logs_metadata_or_warehouse(
     out, err = capfd.readouterr()
     metadata = "\n".join(str(e.event_specific_data) for e in result.all_events)
     assert "dagster/row_count" in metadata
-    con = connect_published(db)
+    con = connect(db)
     try:
         dump = "\n".join(
             str(con.execute(f"SELECT * FROM {name}").fetchall())  # noqa: S608 - schema.py names
             for name in TABLES
             if con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?",
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+                " AND schema_name || '.' || table_name = ?",
                 [name],
             ).fetchone()[0]  # type: ignore[index]
         )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import serve
 from tests.defs.helpers import EXTRACT, materialize, rows, sandbox_env
@@ -29,11 +29,11 @@ def _hostile(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_out_of_range_semarize_values_are_quarantined_and_findings_still_land(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings
 ) -> None:
     with serve(SandboxConfig(seed=11, per_day=6, pending_fraction=0.0)) as server:
         server.state.run_rewrite = _hostile
-        env = sandbox_env(server.url, duckdb_path)
+        env = sandbox_env(server.url, lake)
         assert materialize(dagster_home, env, EXTRACT + SCORES, partition_key=DAY).success
         runs = server.state.runs_started
         # a re-run pays for nothing and keeps the quarantined values of the runs it keeps
@@ -41,16 +41,16 @@ def test_out_of_range_semarize_values_are_quarantined_and_findings_still_land(
         assert server.state.runs_started == runs
 
     scored = rows(
-        duckdb_path, "SELECT count(*) FROM semarize.evaluations WHERE kit_code = 'qa_compliance'"
+        lake, "SELECT count(*) FROM semarize.evaluations WHERE kit_code = 'qa_compliance'"
     )
     assert scored[0][0] > 0
     reasons = rows(
-        duckdb_path,
+        lake,
         "SELECT reason, count(*) FROM callminer.quarantine WHERE source = 'evaluation' "
         "GROUP BY 1 ORDER BY 1",
     )
     runs_scored = rows(
-        duckdb_path,
+        lake,
         "SELECT count(DISTINCT run_id) FROM semarize.evaluations "
         "WHERE kit_code = 'qa_compliance' AND status = 'succeeded'",
     )[0][0]
@@ -68,19 +68,19 @@ def test_out_of_range_semarize_values_are_quarantined_and_findings_still_land(
     ]
     # the quarantine row names the run and keeps the value as received
     assert rows(
-        duckdb_path,
+        lake,
         "SELECT count(*) FROM callminer.quarantine q JOIN semarize.evaluations e "
         "ON q.record_id = e.run_id AND e.brick = 'recording_disclosure' "
         "WHERE q.source = 'evaluation' AND q.payload LIKE '%2147483648%'",
     ) == [(runs_scored,)]
     # stored as NULL; the findings land with the quote and no utterance
     assert rows(
-        duckdb_path,
+        lake,
         "SELECT count(*) FROM semarize.evaluations WHERE brick = 'consent_obtained' "
         "AND confidence IS NOT NULL",
     ) == [(0,)]
     assert rows(
-        duckdb_path,
+        lake,
         "SELECT count(*), count(utterance_index) FROM analytics.compliance_findings "
         "WHERE rule = 'recording_disclosure' AND quote = 'recorded'",
     ) == [(runs_scored, 0)]

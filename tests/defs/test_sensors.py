@@ -1,5 +1,5 @@
 """The three sensors, driven with build_sensor_context against a real Dagster instance,
-a real (published) DuckDB warehouse and a real SQLite inbox."""
+a real lake on tmp_path and a real SQLite inbox."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from callminer_assets.defs.sensors import (
     build_pending_sensor,
     build_poll_sensor,
     build_webhook_inbox_sensor,
+    pending_partitions,
     poll_partition_keys,
-    published_pending,
 )
 from callminer_assets.lib.errors import ConfigError
 from callminer_assets.lib.tables import TRANSCRIPTS
@@ -36,6 +36,7 @@ from callminer_assets.sandbox.bulk import BULK_PREFIX
 from callminer_assets.sandbox.server import serve
 from callminer_assets.warehouse.store import Warehouse
 from callminer_assets.webhook.inbox import Inbox
+from tests.lake import lake_settings
 
 SETTINGS = SensorSettings()  # defaults: lag 2 h, interval 300 s, backoff 10 min doubling
 
@@ -248,8 +249,8 @@ def _transcripts(rows: list[tuple[str, date, str, datetime | None]]) -> pl.DataF
 def test_pending_transcripts_retried_with_backoff_then_resolved(
     instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    wh_path = tmp_path / "warehouse" / "published.duckdb"
-    wh = Warehouse(wh_path)
+    lake = lake_settings(tmp_path / "warehouse")
+    wh = Warehouse(lake)
     seen = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
     d8, d9 = date(2025, 3, 8), date(2025, 3, 9)
     wh.replace(
@@ -263,7 +264,7 @@ def test_pending_transcripts_retried_with_backoff_then_resolved(
         ),
         {"interaction_date": [d8, d9]},
     )
-    resource = WarehouseResource(duckdb_path=str(wh_path))
+    resource = WarehouseResource(catalog=lake.catalog, data_path=lake.data_path)
     clock = Clock(datetime(2025, 3, 10, 0, 0, tzinfo=UTC))
     sensor = build_pending_sensor(SETTINGS, clock)
 
@@ -306,9 +307,8 @@ def test_pending_transcripts_retried_with_backoff_then_resolved(
 def test_pending_past_give_up_retried_until_marked_missing(
     instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    # Named like the default file: the read must not trip over catalog "callminer".
-    wh_path = tmp_path / "callminer.duckdb"
-    wh = Warehouse(wh_path)
+    lake = lake_settings(tmp_path / "warehouse")
+    wh = Warehouse(lake)
     day = date(2025, 3, 1)
     seen = datetime(2025, 3, 1, tzinfo=UTC)
     wh.replace(
@@ -316,8 +316,8 @@ def test_pending_past_give_up_retried_until_marked_missing(
         _transcripts([("INT-20250301-00001", day, "pending", seen)]),
         {"interaction_date": [day]},
     )
-    assert [p.partition_key for p in published_pending(wh_path)] == ["2025-03-01"]
-    resource = WarehouseResource(duckdb_path=str(wh_path))
+    assert [p.partition_key for p in pending_partitions(wh)] == ["2025-03-01"]
+    resource = WarehouseResource(catalog=lake.catalog, data_path=lake.data_path)
     # Attempts made before give-up: the backoff has reached its cap (4 h).
     cursor = (
         '{"partitions": {"2025-03-01": {"attempts": 60, "next_at": "2025-03-04T07:00:00+00:00"}}}'
@@ -355,9 +355,11 @@ def test_pending_past_give_up_retried_until_marked_missing(
 
 
 def test_pending_without_warehouse_is_a_skip(instance: dg.DagsterInstance, tmp_path: Path) -> None:
-    resource = WarehouseResource(duckdb_path=str(tmp_path / "none.duckdb"))
+    lake = lake_settings(tmp_path / "none")
+    resource = WarehouseResource(catalog=lake.catalog, data_path=lake.data_path)
     result = _tick(build_pending_sensor(SETTINGS), instance, None, warehouse=resource)
     assert _keys(result) == [] and result.skip_reason is not None
+    assert not (tmp_path / "none").exists()  # a sensor tick creates no lake
 
 
 # --------------------------------------------------------------------------- webhook

@@ -6,10 +6,9 @@ had left when it arrived, so "no request sent with an expired token" is read fro
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 
+from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import serve
 from tests.defs.helpers import materialize, rows, sandbox_env
@@ -19,7 +18,7 @@ PER_DAY = 12
 
 
 def test_short_tokens_and_long_pauses_load_every_partition_first_time(
-    dagster_home: dg.DagsterInstance, duckdb_path: Path
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings
 ) -> None:
     config = SandboxConfig(
         seed=11,
@@ -35,7 +34,7 @@ def test_short_tokens_and_long_pauses_load_every_partition_first_time(
     )
     with serve(config) as srv:
         state = srv.state
-        env = sandbox_env(srv.url, duckdb_path, CALLMINER_CONCURRENCY="8")
+        env = sandbox_env(srv.url, lake, CALLMINER_CONCURRENCY="8")
         for day in DAYS:
             # a pause at the start of the transcripts: the other seven wait 5 s behind it
             state.inject("429", times=1, path="/v1/interactions/")
@@ -55,5 +54,5 @@ def test_short_tokens_and_long_pauses_load_every_partition_first_time(
     assert all(e["token_left_s"] is not None for e in api)
     assert state.expired_sends() == []
     assert [e for e in log if e["status"] == 401] == []
-    stored = rows(duckdb_path, "SELECT status, count(*) FROM callminer.transcripts GROUP BY 1")
+    stored = rows(lake, "SELECT status, count(*) FROM callminer.transcripts GROUP BY 1")
     assert stored == [("available", PER_DAY * len(DAYS))]

@@ -42,7 +42,6 @@ from callminer_assets.defs.metadata import (
 )
 from callminer_assets.defs.partitions import (
     DAILY_BACKFILL_POLICY,
-    DUCKDB_POOL,
     MONTHLY_BACKFILL_POLICY,
     daily_partitions,
     monthly_partitions,
@@ -69,19 +68,17 @@ from callminer_assets.transform.features import (
     consistency_markdown,
 )
 from callminer_assets.transform.scores import compliance_findings, score_interactions
-from callminer_assets.warehouse.store import Warehouse
+from callminer_assets.warehouse.store import Warehouse, Write
 
 GROUP = "analytics"
 
 _DAILY: dict[str, Any] = {
     "partitions_def": daily_partitions,
     "backfill_policy": DAILY_BACKFILL_POLICY,
-    "pool": DUCKDB_POOL,
 }
 _MONTHLY: dict[str, Any] = {
     "partitions_def": monthly_partitions,
     "backfill_policy": MONTHLY_BACKFILL_POLICY,
-    "pool": DUCKDB_POOL,
 }
 
 
@@ -153,8 +150,9 @@ def interaction_scores(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     interactions = wh.read(INTERACTIONS, where)
     scores = score_interactions(evaluations, interactions)
     findings = compliance_findings(evaluations, interactions)
-    wh.replace(INTERACTION_SCORES, scores, where, publish=False)
-    wh.replace(COMPLIANCE_FINDINGS, findings, where)
+    wh.replace_many(
+        [Write(INTERACTION_SCORES, scores, where), Write(COMPLIANCE_FINDINGS, findings, where)]
+    )
     failed = findings.filter(pl.col("passed").eq(False))
     yield dg.MaterializeResult(
         asset_key=SCORES_KEY,
@@ -351,7 +349,6 @@ def channel_consistency_report(
     key=ROSTER_KEY,
     kinds={"duckdb", "csv"},
     group_name="callminer",
-    pool=DUCKDB_POOL,
     description="The HR roster (AGENT_ROSTER_PATH CSV): agent, team, hire and leave dates.",
 )
 def agent_roster(
@@ -420,7 +417,6 @@ MODEL_CHECKS = [
     deps=[FEATURES_KEY, ROSTER_KEY],
     kinds={"scikitlearn", "duckdb"},
     group_name=GROUP,
-    pool=DUCKDB_POOL,
     automation_condition=ANY_DEP_UPDATED,
     check_specs=MODEL_CHECKS,
     description=(
@@ -561,7 +557,6 @@ def features_for_importance(features: pl.DataFrame, roster: pl.DataFrame) -> pl.
     deps=[MODEL_KEY, FEATURES_KEY, ROSTER_KEY],
     kinds={"duckdb"},
     group_name=GROUP,
-    pool=DUCKDB_POOL,
     automation_condition=ANY_DEP_UPDATED,
     description=(
         "Attrition risk of every active agent for the latest month, with the features that "

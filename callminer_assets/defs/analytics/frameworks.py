@@ -20,7 +20,7 @@ from callminer_assets.defs.keys import (
     SCORES_KEY,
 )
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
-from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
+from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, daily_partitions
 from callminer_assets.defs.resources import WarehouseResource
 from callminer_assets.kits import current_kits
 from callminer_assets.lib.tables import (
@@ -39,7 +39,6 @@ from callminer_assets.transform.scores import QA_KIT
 _DAILY: dict[str, Any] = {
     "partitions_def": daily_partitions,
     "backfill_policy": DAILY_BACKFILL_POLICY,
-    "pool": DUCKDB_POOL,
     "kinds": {"duckdb"},
     "group_name": "analytics",
     "automation_condition": EAGER_AFTER_CHECKS,

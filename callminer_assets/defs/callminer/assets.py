@@ -28,7 +28,7 @@ from callminer_assets.defs.keys import (
     UTTERANCES_KEY,
 )
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
-from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
+from callminer_assets.defs.partitions import CALLMINER_POOL, DAILY_BACKFILL_POLICY, daily_partitions
 from callminer_assets.defs.resources import (
     CallMinerResource,
     SandboxResource,
@@ -47,12 +47,12 @@ from callminer_assets.lib.tables import (
 )
 from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
 from callminer_assets.transform.validate import validate_interactions
-from callminer_assets.warehouse.store import Warehouse
+from callminer_assets.warehouse.store import Warehouse, Write
 
 _COMMON: dict[str, Any] = {
     "partitions_def": daily_partitions,
     "backfill_policy": DAILY_BACKFILL_POLICY,
-    "pool": DUCKDB_POOL,
+    "pool": CALLMINER_POOL,
 }
 
 
@@ -171,11 +171,15 @@ def interactions(
     quarantine = pl.concat(refused, how="vertical")
     hold("interactions:before-first-write")
     selected = context.selected_asset_keys
+    # One transaction; refused records are stored even when only quarantine was selected.
+    writes = [Write(QUARANTINE, quarantine, {"interaction_date": days, "source": ["interaction"]})]
     if INTERACTIONS_KEY in selected:
-        wh.replace(INTERACTIONS, frame, {"interaction_date": days}, publish=False)
-    # Refused records are stored even when only interactions were selected: never dropped.
-    natives = _store_native(wh, native, days, selected) if native is not None else []
-    wh.replace(QUARANTINE, quarantine, {"interaction_date": days, "source": ["interaction"]})
+        writes.insert(0, Write(INTERACTIONS, frame, {"interaction_date": days}))
+    natives: list[dg.MaterializeResult] = []
+    if native is not None:
+        native_writes, natives = _native_writes(native, days, selected)
+        writes += native_writes
+    wh.replace_many(writes)
     if TRANSCRIPTS_KEY not in context.job_def.asset_layer.selected_asset_keys:
         # No transcripts step will read the export in this run: it is done with now.
         asyncio.run(_release(callminer, sandbox, days, context.log))
@@ -201,25 +205,25 @@ def interactions(
     yield from _selected(context, interaction_check_results(wh, days))
 
 
-def _store_native(
-    wh: Warehouse,
+def _native_writes(
     native: tuple[pl.DataFrame, pl.DataFrame],
     days: list[date],
     selected: Any,
-) -> list[dg.MaterializeResult]:
-    """CallMiner's own scores and categories, replaced per day like the interactions
-    (published with the quarantine write that follows)."""
+) -> tuple[list[Write], list[dg.MaterializeResult]]:
+    """CallMiner's own scores and categories, replaced per day in the interactions'
+    transaction, and their materialisations."""
+    writes: list[Write] = []
     results: list[dg.MaterializeResult] = []
     for key, table, frame in (
         (NATIVE_SCORES_KEY, NATIVE_SCORES, native[0]),
         (NATIVE_CATEGORIES_KEY, NATIVE_CATEGORIES, native[1]),
     ):
         if key in selected:
-            wh.replace(table, frame, {"interaction_date": days}, publish=False)
+            writes.append(Write(table, frame, {"interaction_date": days}))
             results.append(
                 dg.MaterializeResult(asset_key=key, metadata=table_metadata(table, frame))
             )
-    return results
+    return writes, results
 
 
 class TranscriptsConfig(dg.Config):
@@ -331,18 +335,17 @@ def transcripts(
         ),
     )
     selected = context.selected_asset_keys
-    # Transcripts last: a stored `available` transcript is kept as is by the next run, so its
-    # utterances and quarantine rows must already be stored if the process dies in between.
+    writes = []
     if UTTERANCES_KEY in selected:
-        wh.replace(UTTERANCES, result.utterances, where, publish=False)
-    wh.replace(
-        QUARANTINE,
-        result.quarantine,
-        {**where, "source": ["transcript", "utterance"]},
-        publish=TRANSCRIPTS_KEY not in selected,
+        writes.append(Write(UTTERANCES, result.utterances, where))
+    writes.append(
+        Write(QUARANTINE, result.quarantine, {**where, "source": ["transcript", "utterance"]})
     )
     if TRANSCRIPTS_KEY in selected:
-        wh.replace(TRANSCRIPTS, result.transcripts, where)
+        writes.append(Write(TRANSCRIPTS, result.transcripts, where))
+    # One transaction: a stored `available` transcript (kept as is by the next run) always
+    # has its utterances and quarantine rows, even if the process dies half way.
+    wh.replace_many(writes)
     # Only now, with everything committed, may the source drop its copy (bulk: the export).
     asyncio.run(_release(callminer, sandbox, days, context.log))
     status = counts_by(result.transcripts, "status")

@@ -16,13 +16,13 @@ import polars as pl
 from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
 from callminer_assets.defs.keys import EVALUATIONS_KEY, INTERACTIONS_KEY, TRANSCRIPTS_KEY
 from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
-from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, DUCKDB_POOL, daily_partitions
+from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, SEMARIZE_POOL, daily_partitions
 from callminer_assets.defs.resources import SandboxResource, SemarizeResource, WarehouseResource
 from callminer_assets.lib.models import EvalRequest
 from callminer_assets.lib.semarize import EvalBatch, EvaluationAborted
 from callminer_assets.lib.tables import EVALUATIONS, INTERACTIONS, QUARANTINE, TRANSCRIPTS
 from callminer_assets.transform import evaluations as ev
-from callminer_assets.warehouse.store import Warehouse
+from callminer_assets.warehouse.store import Warehouse, Write
 
 EVALUATION_CHECKS = [
     dg.AssetCheckSpec(
@@ -109,9 +109,9 @@ async def _evaluate(
         return await client.evaluate_many(requests)
 
 
-def _store_refused(
+def _refused_write(
     wh: Warehouse, refused: pl.DataFrame, frame: pl.DataFrame, where: dict[str, Any]
-) -> None:
+) -> Write:
     """Quarantine rows of this step: the stored ones of runs still kept, plus ``refused``.
 
     Runs already paid for are not fetched again, so their quarantined values must survive a
@@ -123,7 +123,7 @@ def _store_refused(
         pl.col("record_id").is_in(kept_runs.implode())
         & ~pl.col("record_id").is_in(refused["record_id"].implode())
     )
-    wh.replace(QUARANTINE, pl.concat([stored, refused]), q_where, publish=False)
+    return Write(QUARANTINE, pl.concat([stored, refused]), q_where)
 
 
 @dg.asset(
@@ -131,7 +131,7 @@ def _store_refused(
     deps=[TRANSCRIPTS_KEY, INTERACTIONS_KEY],
     partitions_def=daily_partitions,
     backfill_policy=DAILY_BACKFILL_POLICY,
-    pool=DUCKDB_POOL,
+    pool=SEMARIZE_POOL,
     kinds={"duckdb"},
     group_name="semarize",
     check_specs=EVALUATION_CHECKS,
@@ -189,10 +189,9 @@ def evaluations(
     outcomes, refused = ev.screen(batch, dates, now)
     new = ev.outcome_rows(outcomes, dates, now, evaluator)
     frame = ev.merge(existing, new, transcripts, list(versions))
-    # Quarantine first: stored runs are never fetched again, so their quarantined values must
-    # be stored before the runs are, in case the process dies in between.
-    _store_refused(wh, refused, frame, where)
-    wh.replace(EVALUATIONS, frame, where)
+    # One transaction: stored runs are never fetched again, so their quarantined values are
+    # stored with them or not at all, even if the process dies half way.
+    wh.replace_many([_refused_write(wh, refused, frame, where), Write(EVALUATIONS, frame, where)])
     coverage = _coverage(wh, days, list(kits))
     if aborted is not None:
         yield coverage
