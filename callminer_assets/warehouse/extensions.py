@@ -52,13 +52,21 @@ def wheel_binary(name: str) -> Path | None:
 def new_connection() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB whose extensions come only from the project-local directory."""
     directory = extension_directory()
-    return duckdb.connect(
+    con = duckdb.connect(
         config={
             "extension_directory": str(directory),
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         }
     )
+    quiet(con)
+    return con
+
+
+def quiet(con: duckdb.DuckDBPyConnection) -> None:
+    """No progress bar (a per-session setting): a slow INSTALL or scan would draw one into
+    run logs and stdout."""
+    con.execute("SET enable_progress_bar = false")
 
 
 def _install(con: duckdb.DuckDBPyConnection, name: str, directory: Path) -> None:

@@ -319,6 +319,7 @@ class Warehouse:
         cursor = _writer(self.settings).cursor()
         try:
             cursor.execute(f"USE {ALIAS}")
+            extensions.quiet(cursor)
             yield cursor
         finally:
             cursor.close()

@@ -12,6 +12,7 @@ from callminer_assets.lib.settings import WarehouseSettings
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.bulk import BULK_PREFIX
 from callminer_assets.sandbox.server import serve
+from callminer_assets.warehouse.store import Warehouse
 from tests.defs.helpers import (
     EXTRACT,
     env_without_credentials,
@@ -20,7 +21,7 @@ from tests.defs.helpers import (
     rows,
     sandbox_env,
 )
-from tests.lake import lake_env
+from tests.lake import lake_env, lake_settings
 
 RAW = [*EXTRACT, "callminer/utterances"]
 BULK_EXTRACT = [*RAW, "callminer/native_scores", "callminer/native_categories"]
@@ -29,19 +30,19 @@ DAYS = ("2025-01-14", "2025-01-15")
 FAST = {"bulk_job_seconds": 120.0, "bulk_clock_speed": 60_000.0}
 
 
-def bulk_env(url: str, db: Path, **extra: str) -> dict[str, str]:
+def bulk_env(url: str, db: WarehouseSettings, **extra: str) -> dict[str, str]:
     settings = {
         "CALLMINER_BACKEND": "bulk",
         "CALLMINER_API_URL": f"{url}{BULK_PREFIX}",
         "CALLMINER_TENANT_TIMEZONE": "America/New_York",
         "CALLMINER_BULK_POLL_INTERVAL_SECONDS": "0.005",
         "CALLMINER_BULK_POLL_BUDGET_SECONDS": "5",
-        "CALLMINER_BULK_STAGING_DIR": str(db.parent / "staging"),
+        "CALLMINER_BULK_STAGING_DIR": str(Path(db.data_path).parent / "staging"),
     }
     return sandbox_env(url, db, **{**settings, **extra})
 
 
-def _tables(db: Path) -> dict[str, list[tuple[object, ...]]]:
+def _tables(db: WarehouseSettings) -> dict[str, list[tuple[object, ...]]]:
     return {
         "interactions": rows(
             db,
@@ -62,8 +63,8 @@ def test_same_seed_and_days_give_the_same_tables_through_both_backends(tmp_path:
     with serve(config) as server:
         got = {}
         for backend in ("rest", "bulk"):
-            db = tmp_path / backend / "w.duckdb"
-            db.parent.mkdir()
+            (tmp_path / backend).mkdir()
+            db = lake_settings(tmp_path / backend / "w")
             env = sandbox_env(server.url, db) if backend == "rest" else bulk_env(server.url, db)
             with dg.instance_for_test(temp_dir=str(tmp_path / backend)) as instance:
                 result = materialize(instance, env, RAW, tags=range_tags(*DAYS))
@@ -78,7 +79,7 @@ def test_bulk_run_fills_native_tables_keeps_tenant_columns_and_deletes_after_com
     tmp_path: Path,
 ) -> None:
     config = SandboxConfig(seed=6, per_day=8, **FAST)
-    db = tmp_path / "w.duckdb"
+    db = lake_settings(tmp_path / "w")
     with serve(config) as server, dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         result = materialize(
             instance, bulk_env(server.url, db), BULK_EXTRACT, tags=range_tags(*DAYS)
@@ -88,7 +89,7 @@ def test_bulk_run_fills_native_tables_keeps_tenant_columns_and_deletes_after_com
         # One job for the whole range; its execution and the job deleted after the commit.
         assert len(bulk.deleted) == 2 and not bulk.jobs and not bulk.executions
         assert sum(bulk.downloads.values()) == 1
-    assert not any((db.parent / "staging").iterdir())
+    assert not any((Path(db.data_path).parent / "staging").iterdir())
     (n_scores,) = rows(db, "SELECT count(*) FROM callminer.native_scores")[0]
     (n_cats,) = rows(db, "SELECT count(*) FROM callminer.native_categories")[0]
     assert n_scores == 16 * 3 and n_cats >= 16
@@ -115,7 +116,7 @@ def test_a_run_without_transcripts_deletes_its_export_after_the_interactions_com
 
 def test_reprocessed_contacts_replace_their_older_version_and_child_rows(tmp_path: Path) -> None:
     config = SandboxConfig(seed=8, per_day=10, **FAST)
-    db = tmp_path / "w.duckdb"
+    db = lake_settings(tmp_path / "w")
     with serve(config) as server, dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         env = bulk_env(server.url, db)
         assert materialize(instance, env, BULK_EXTRACT, partition_key=DAYS[0]).success
@@ -154,7 +155,7 @@ def test_a_broken_export_fails_clearly_writes_nothing_and_keeps_the_export(
     tmp_path: Path, switch: str, value: object, message: str
 ) -> None:
     config = SandboxConfig(seed=9, per_day=6, **FAST)
-    db = tmp_path / "w.duckdb"
+    db = lake_settings(tmp_path / "w")
     with serve(config) as server, dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         setattr(server.state.bulk.switches, switch, value)
         env = bulk_env(server.url, db, CALLMINER_BULK_POLL_BUDGET_SECONDS="0.3")
@@ -171,10 +172,10 @@ def test_a_broken_export_fails_clearly_writes_nothing_and_keeps_the_export(
         job_id = next(iter(server.state.bulk.jobs))
         assert any(job_id in e for e in errors) or switch in ("truncated_zip", "missing_type")
         assert server.state.bulk.deleted == [] and server.state.bulk.executions
-    if db.exists():
+    if Warehouse(db).exists():
         (n,) = rows(db, "SELECT count(*) FROM callminer.interactions")[0]
         assert n == 0
-    staging = db.parent / "staging"
+    staging = Path(db.data_path).parent / "staging"
     assert not staging.exists() or not any(staging.iterdir())
 
 
@@ -182,7 +183,7 @@ def test_a_failing_delete_is_logged_and_the_run_still_succeeds(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = SandboxConfig(seed=10, per_day=4, **FAST)
-    db = tmp_path / "w.duckdb"
+    db = lake_settings(tmp_path / "w")
     with serve(config) as server, dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         server.state.bulk.switches.delete_status = 404
         result = materialize(

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import serve
@@ -19,6 +20,7 @@ PER_DAY = 20  # x 3 kits = 60 Semarize calls a day: each run alone reaches the l
 DAYS = ["2025-02-03", "2025-02-04"]
 
 
+@pytest.mark.timeout(600)  # two Dagster CLI runs on 2 shared cores
 def test_two_days_at_once_both_land_and_each_api_stays_within_its_rate(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -70,6 +70,7 @@ _LOG = logging.getLogger("test_orchestration")
 # --------------------------------------------------------------------------- 1. analysts
 
 
+@pytest.mark.timeout(480)  # a Dagster CLI run in a subprocess on 2 shared cores
 def test_a_session_held_open_sees_a_cli_run_commit_on_its_next_query(tmp_path: Path) -> None:
     """An analyst's read-only ``callminer_assets.connect()`` session stays open (and keeps
     querying) while ``dagster asset materialize`` runs in another process: the run

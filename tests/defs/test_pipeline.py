@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tests.defs.helpers import (
     rows,
     sandbox_env,
 )
+from tests.lake import READ_FIRST_VALUE, fresh_python
 
 
 def test_definitions_load_and_every_asset_owns_a_documented_table() -> None:
@@ -194,23 +194,7 @@ def test_dagster_cli_creates_the_default_lake_and_the_contract_sql_reads_it(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "built-in sandbox" in proc.stderr
     assert (project / "data" / "warehouse.sqlite").is_file()
-    code = (
-        "import sys\n"
-        "from callminer_assets.warehouse import extensions\n"
-        "con = extensions.new_connection()\n"
-        "extensions.load(con, ['ducklake', 'sqlite'])\n"
-        "print(con.sql(sys.argv[1]).fetchone()[0])\n"
-    )
-    reader = subprocess.run(
-        [sys.executable, "-c", code, CONTRACT_SQL],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert reader.stdout.strip() == "8"
+    assert fresh_python(READ_FIRST_VALUE, CONTRACT_SQL, env=env, cwd=project).strip() == "8"
 
 
 def test_stored_transcripts_survive_an_api_calling_them_pending_again(

@@ -20,7 +20,7 @@ from callminer_assets.lib.tables import INTERACTIONS, TABLES, UTTERANCES
 from callminer_assets.transform.frames import frame_from_rows
 from callminer_assets.warehouse import docs, extensions, store
 from callminer_assets.warehouse.store import Warehouse, Write, connect
-from tests.lake import lake_env
+from tests.lake import READ_FIRST_VALUE, fresh_python, lake_env
 
 HOSTILE = 'it\'s "quoted"; DROP TABLE x;-- \x00 😀 مرحبا 中文\n\t'
 REPO = Path(__file__).parents[2]
@@ -44,18 +44,9 @@ def _utterances(day: date, ids: list[str], text: str = "hi") -> pl.DataFrame:
     )
 
 
-def _python(code: str, lake: WarehouseSettings, *args: str) -> subprocess.CompletedProcess[str]:
+def _python(code: str, lake: WarehouseSettings, *args: str) -> str:
     """``code`` in a fresh interpreter with the lake configured, as another process would."""
-    env = {**os.environ, **lake_env(lake)}
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    return fresh_python(code, *args, env={**os.environ, **lake_env(lake)}, cwd=REPO)
 
 
 def test_replace_touches_only_its_partition_and_is_idempotent(lake: WarehouseSettings) -> None:
@@ -206,19 +197,12 @@ def test_an_open_session_sees_another_process_commit_on_its_next_query(
 def test_the_contract_attach_sql_works_in_a_fresh_process(lake: WarehouseSettings) -> None:
     d = date(2025, 1, 1)
     Warehouse(lake).replace(UTTERANCES, _utterances(d, ["a", "b"]), {"interaction_date": [d]})
-    code = (
-        "import sys\n"
-        "from callminer_assets.warehouse import extensions\n"
-        "con = extensions.new_connection()\n"
-        "extensions.load(con, ['ducklake', 'sqlite'])\n"
-        "con.execute(sys.argv[1]); con.execute('USE warehouse')\n"
-        "print(con.execute('SELECT count(*) FROM callminer.utterances').fetchone()[0])\n"
-    )
     sql = store.attach_sql(lake, read_only=True)
+    count = "SELECT count(*) FROM callminer.utterances"
     assert sql == (
         f"ATTACH 'ducklake:{lake.catalog}' AS warehouse (DATA_PATH '{lake.data_path}', READ_ONLY)"
     )
-    assert _python(code, lake, sql).stdout.strip() == "2"
+    assert _python(READ_FIRST_VALUE, lake, f"{sql}; USE warehouse; {count}").strip() == "2"
 
 
 def test_catalog_in_wal_mode_and_daily_tables_partitioned_by_day(
