@@ -8,7 +8,7 @@ on the step's own frame would pass both times; these fail the second time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from callminer_assets.lib.tables import AGENT_MONTHLY_FEATURES, EVALUATIONS, TRANSCRIPTS, Table
-from callminer_assets.warehouse.store import Warehouse
+from callminer_assets.warehouse.store import Warehouse, Write
 from tests.defs.helpers import env_without_credentials, materialize, range_tags
 from tests.lake import lake_env, lake_settings
 
@@ -30,29 +30,16 @@ RAW = ["callminer/interactions", "callminer/transcripts", "callminer/utterances"
 def tampered(table: Table, change: Callable[[pl.DataFrame], pl.DataFrame]) -> Iterator[None]:
     """Every write of ``table`` stores ``change(frame)`` instead of ``frame``.
 
-    Patches the store's innermost write (``replace_many`` when the store has it, which
-    ``replace`` goes through; else ``replace``), so every way an asset writes is covered.
+    Patches ``replace_many``, which every write goes through (``replace`` included).
     """
+    many = Warehouse.replace_many
+
+    def replace_many(self: Warehouse, writes: Sequence[Write]) -> int:
+        changed = [w._replace(frame=change(w.frame)) if w.table is table else w for w in writes]
+        return many(self, changed)
+
     with pytest.MonkeyPatch.context() as mp:
-        if hasattr(Warehouse, "replace_many"):
-            many = Warehouse.replace_many
-
-            def replace_many(self: Warehouse, writes: Any) -> int:
-                return many(
-                    self,
-                    [w._replace(frame=change(w.frame)) if w.table is table else w for w in writes],
-                )
-
-            mp.setattr(Warehouse, "replace_many", replace_many)
-        else:
-            original = Warehouse.replace
-
-            def replace(
-                self: Warehouse, target: Table, frame: pl.DataFrame, *a: Any, **k: Any
-            ) -> int:
-                return original(self, target, change(frame) if target is table else frame, *a, **k)
-
-            mp.setattr(Warehouse, "replace", replace)
+        mp.setattr(Warehouse, "replace_many", replace_many)
         yield
 
 
