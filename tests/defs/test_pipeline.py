@@ -71,7 +71,7 @@ def test_live_callminer_without_a_semarize_key_fails_before_any_request(
         assert server.state.runs_started == 0  # nothing was sent to (or billed by) Semarize
 
 
-def test_the_retired_lake_stops_the_load_naming_its_replacement() -> None:
+def test_a_set_duckdb_path_stops_the_load_naming_its_replacement() -> None:
     with pytest.raises(ConfigError, match="WAREHOUSE_CATALOG and WAREHOUSE_DATA_PATH"):
         build_resources({"DUCKDB_PATH": "data/callminer.duckdb"})
 
