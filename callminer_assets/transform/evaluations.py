@@ -46,7 +46,9 @@ def plan_requests(
         how="left",
         suffix="_i",
     )
-    mine = existing.filter(pl.col("evaluator") == evaluator)
+    # NULL: a row stored before the evaluator column existed; who paid is unknown, and
+    # sending it again could bill twice, so it counts as paid (a rescore sends it anyway).
+    mine = existing.filter((pl.col("evaluator") == evaluator) | pl.col("evaluator").is_null())
     paid = set(mine.select("interaction_id", "transcript_hash", "kit_code").iter_rows())
     paid_version = set(
         mine.select("interaction_id", "transcript_hash", "kit_code", "kit_version").iter_rows()

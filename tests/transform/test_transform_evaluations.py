@@ -80,8 +80,10 @@ def test_only_unpaid_pairs_are_planned_and_a_changed_transcript_is_new() -> None
         ("I0", "qa_compliance", "TCPA-v2026.2"),
         ("I1", "qa_compliance", "TCPA-v2026.2"),
     }
-    # local-kits rows were never paid at Semarize
+    # local-kits rows were never paid at Semarize; rows from before the column are kept as paid
     assert len(ev.plan_requests(transcripts, _interactions(3), paid, KITS, "semarize")) == 4
+    legacy = paid.with_columns(pl.lit(None, pl.String).alias("evaluator"))
+    assert ev.plan_requests(transcripts, _interactions(3), legacy, KITS, "semarize") == []
 
 
 def test_a_new_version_is_stored_beside_the_old_and_the_estimate_uses_recorded_usage() -> None:
