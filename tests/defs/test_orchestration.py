@@ -244,6 +244,7 @@ def _rotate_semarize_key(server: SandboxServer, key: str) -> None:
     server.state.config = dataclasses.replace(server.state.config, semarize_key=key)
 
 
+@pytest.mark.timeout(600)  # ~290 s alone on 2 busy cores: the default 300 s is too tight
 def test_90_day_backfill_is_three_runs_and_a_failed_half_relaunch_pays_nothing_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
