@@ -52,6 +52,10 @@ def main() -> None:
     rss, secs = {}, {}
     for name, (start, end) in WINDOWS.items():
         rss[name], secs[name] = peak_rss_mb(start, end, args.per_day)
+        print(
+            f"  {name} {start}..{end}: peak RSS {rss[name]:.0f} MB in {secs[name]:.0f} s",
+            flush=True,
+        )
     print(
         f"bench memory: per_day={args.per_day} rss_mb_7d={rss['7d']:.0f} "
         f"rss_mb_31d={rss['31d']:.0f} ratio={rss['31d'] / rss['7d']:.2f} "
