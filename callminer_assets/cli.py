@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -287,6 +288,9 @@ def _days_in_child(days: list[str], log: str | None, window: str, out: Any) -> N
             stack.enter_context(contextlib.redirect_stdout(stream))
             stack.enter_context(contextlib.redirect_stderr(stream))
         runner = Runner(Path(log) if log else None, window)
+        from callminer_assets.defs.recovery import stop_waiting_runs_on_signal
+
+        stop_waiting_runs_on_signal(runner.instance)  # a signal ends a run waiting for a slot
         try:
             for day in days:
                 out.put(("day", _progress_figures(runner.run(DAILY_JOB.name, day))))
@@ -304,14 +308,31 @@ def run_days(days: list[date], log: Path | None, window: str, progress: Progress
             target=_days_in_child, args=(batch, str(log) if log else None, window, out)
         )
         child.start()
-        try:
+        with _forwarding_signals(child):
             for _ in batch:
                 kind, payload = _receive(out, child)
                 if kind == "failed":
                     raise RunFailed(payload)
                 progress.day_done(payload)
-        finally:
-            child.join()
+
+
+@contextlib.contextmanager
+def _forwarding_signals(child: Any) -> Iterator[None]:
+    """SIGTERM/SIGINT go to the child (which marks its run and frees its slot); then this
+    process exits with the signal's status, as an in-process run would."""
+
+    def forward(signum: int, frame: Any) -> None:
+        os.kill(child.pid, signum)
+        child.join(timeout=60)
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        child.join()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _receive(out: Any, child: Any) -> tuple[str, Any]:
