@@ -24,8 +24,8 @@ def peak_rss_mb(start: str, end: str, per_day: int) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of one headless run in a folder of its own."""
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLMINER_", "SEMARIZE_"))}
-        env.pop("DAGSTER_HOME", None)
-        env.pop("DUCKDB_PATH", None)
+        for name in ("DAGSTER_HOME", "WAREHOUSE_CATALOG", "WAREHOUSE_DATA_PATH"):
+            env.pop(name, None)  # every default lands in this run's own folder
         env["SANDBOX_PER_DAY"] = str(per_day)
         t0 = time.monotonic()
         proc = subprocess.Popen(
