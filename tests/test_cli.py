@@ -138,6 +138,7 @@ def test_a_refused_secret_is_one_line_and_the_log_path(tmp_path: Path) -> None:
     assert "no warehouse" not in done.stdout
 
 
+@pytest.mark.timeout(900)  # 9 runs in two child processes; slow on a busy 2-core machine
 def test_a_range_run_is_quiet_and_each_day_keeps_its_own_figures(tmp_path: Path) -> None:
     warehouse = lake_settings(tmp_path / "w")
     env = env_without_credentials(**lake_env(warehouse), SANDBOX_PER_DAY="15")
