@@ -34,6 +34,7 @@ from callminer_assets.defs.resources import build_resources
 from callminer_assets.defs.semarize.assets import evaluations
 from callminer_assets.defs.semarize.rescore import rescore_job
 from callminer_assets.defs.sensors import SENSORS
+from callminer_assets.defs.upkeep import maintenance, upkeep_schedule
 
 # Grouped by partitioning: the named jobs below (and `python -m callminer_assets run`).
 DAILY_ASSETS: list[dg.AssetKey] = [
@@ -59,6 +60,7 @@ ALL_ASSETS: list[dg.AssetsDefinition] = [
     *ANALYTICS_ASSETS,
     monthly_report,
     *FRAMEWORK_ASSETS,
+    maintenance,
 ]
 
 # Named jobs, so headless runs read well on the Runs page (decision 0015): the CLI runs one
@@ -108,6 +110,7 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     jobs=[DAILY_JOB, MONTHLY_JOB, MODELS_JOB, REPORTS_JOB, rescore_job],
     sensors=[*SENSORS, automation_sensor, abandoned_runs_sensor],
+    schedules=[upkeep_schedule],
     executor=recovering_executor,
     resources=build_resources(),
 )
