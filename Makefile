@@ -13,10 +13,10 @@ BENCH_MEMORY_PER_DAY ?= 1000
 REPORTS_DIR ?= data/reports
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: help run test dev bench webhook sandbox report screenshot lint fmt clean
+.PHONY: help run test dev bench bench-warehouse webhook sandbox report screenshot lint fmt clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python 3.11 on PATH (python3.11 or python3), or make PYTHON=..."; exit 1; }
@@ -38,10 +38,13 @@ test: $(STAMP) ## run the whole test suite
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml ## open the Dagster UI (sensors on) at http://127.0.0.1:3000
 	$(BIN)/dagster dev -m callminer_assets.definitions
 
-bench: $(STAMP) ## benchmarks: REST extraction, Bulk Export, peak RSS of 7- vs 31-day runs
+bench: $(STAMP) bench-warehouse ## benchmarks: warehouse, REST extraction, Bulk Export, peak RSS of 7- vs 31-day runs
 	$(BIN)/python benchmarks/extract.py --latency-ms $(BENCH_LATENCY_MS)
 	$(BIN)/python benchmarks/bulk.py
 	$(BIN)/python benchmarks/memory.py --per-day $(BENCH_MEMORY_PER_DAY)
+
+bench-warehouse: $(STAMP) ## one day's replace on a 365-day lake vs a 10-day one, upkeep
+	$(BIN)/python benchmarks/warehouse.py
 
 webhook: $(STAMP) ## the real-time events listener on :8787 (needs CALLMINER_WEBHOOK_SECRET)
 	$(BIN)/python -m callminer_assets.webhook --port 8787
