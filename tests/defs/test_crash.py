@@ -39,6 +39,7 @@ from tests.defs.helpers import (
     sandbox_env,
     snapshot,
 )
+from tests.lake import lake_settings
 
 DAY = "2025-02-11"
 PER_DAY = 16
@@ -90,13 +91,13 @@ KILL_POINTS = {
 def clean(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[object, ...]]]:
     """The warehouse of one uninterrupted run of the same partition, same sandbox data."""
     root = tmp_path_factory.mktemp("clean")
-    db = root / "w.duckdb"
+    lake = lake_settings(root)
     with dg.instance_for_test(temp_dir=str(root)) as instance, serve(CONFIG) as server:
         result = materialize(
-            instance, sandbox_env(server.url, db), SELECT.split(","), partition_key=DAY
+            instance, sandbox_env(server.url, lake), SELECT.split(","), partition_key=DAY
         )
         assert result.success
-    return snapshot(db, TABLES)
+    return snapshot(lake, TABLES)
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def _env(tmp_path: Path, home: Path, server: SandboxServer, **extra: str) -> dic
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CALLMINER_", "SEMARIZE_"))}
     return {
         **base,
-        **sandbox_env(server.url, tmp_path / "w.duckdb"),
+        **sandbox_env(server.url, lake_settings(tmp_path)),
         "DAGSTER_HOME": str(home),
         "AGENT_ROSTER_PATH": str(tmp_path / "roster.csv"),
         "EXPORTS_DIR": str(tmp_path / "exports"),
@@ -194,7 +195,7 @@ def test_a_partition_run_killed_then_run_again_equals_a_clean_run(
     print(f"kill point {point}: re-run recovered and finished in {seconds:.1f} s")
     assert _statuses(home) == [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS]
     assert not list(_wedged(home))
-    assert snapshot(tmp_path / "w.duckdb", TABLES) == clean
+    assert snapshot(lake_settings(tmp_path), TABLES) == clean
 
 
 def test_make_run_killed_and_started_again_recovers(
@@ -220,7 +221,7 @@ def test_make_run_killed_and_started_again_recovers(
     assert "recovered: 1 run(s) whose process is gone marked failed" in rerun.stdout
     print(f"make run path: re-run recovered and finished in {seconds:.1f} s")
     assert not list(_wedged(home))
-    assert snapshot(tmp_path / "w.duckdb", TABLES) == clean
+    assert snapshot(lake_settings(tmp_path), TABLES) == clean
 
 
 def test_sigterm_ends_a_cli_run_waiting_for_a_slot(tmp_path: Path, home: Path) -> None:
