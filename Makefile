@@ -33,7 +33,9 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml ## materialise everything on the sand
 	$(BIN)/python -m callminer_assets run --start $(START) --end $(END)
 
 test: $(STAMP) ## run the whole test suite
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q -m "not serial"
+	@# Rate tests measure the busiest second at the server: alone, not beside another worker.
+	$(BIN)/python -m pytest -q -m serial
 
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml ## open the Dagster UI (sensors on) at http://127.0.0.1:3000
 	$(BIN)/dagster dev -m callminer_assets.definitions

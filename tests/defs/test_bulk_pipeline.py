@@ -103,13 +103,13 @@ def test_a_run_without_transcripts_deletes_its_export_after_the_interactions_com
     tmp_path: Path,
 ) -> None:
     config = SandboxConfig(seed=12, per_day=4, **FAST)
-    db = tmp_path / "w.duckdb"
+    db = lake_settings(tmp_path / "w")
     selection = ["callminer/interactions", "callminer/native_scores", "callminer/native_categories"]
     with serve(config) as server, dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         result = materialize(instance, bulk_env(server.url, db), selection, partition_key=DAYS[0])
         assert result.success
         assert len(server.state.bulk.deleted) == 2 and not server.state.bulk.jobs
-    assert not any((db.parent / "staging").iterdir())
+    assert not any((Path(db.data_path).parent / "staging").iterdir())
     (n,) = rows(db, "SELECT count(*) FROM callminer.native_scores")[0]
     assert n == 4 * 3
 

@@ -20,6 +20,7 @@ PER_DAY = 20  # x 3 kits = 60 Semarize calls a day: each run alone reaches the l
 DAYS = ["2025-02-03", "2025-02-04"]
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(600)  # two Dagster CLI runs on 2 shared cores
 def test_two_days_at_once_both_land_and_each_api_stays_within_its_rate(tmp_path: Path) -> None:
     home = tmp_path / "home"

@@ -119,6 +119,7 @@ def test_no_secret_or_token_in_logs_metadata_or_warehouse(
             assert needle not in haystack
 
 
+@pytest.mark.serial
 def test_a_partition_run_stays_under_both_configured_rates(tmp_path: Path) -> None:
     """Concurrency up to the limit, never above it, for CallMiner and Semarize alike."""
     config = SandboxConfig(seed=3, per_day=20, rate_limit=15, pending_fraction=0.0)
