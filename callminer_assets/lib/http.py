@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import fcntl
+import hashlib
 import logging
 import math
+import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -80,6 +85,64 @@ class _Slot:
         self.acquired = acquired
         self.at: float | None = None
 
+    @classmethod
+    def stamped(cls, at: float) -> _Slot:
+        slot = cls(at)
+        slot.at = at
+        return slot
+
+
+class SendLedger:
+    """The send times of one API, shared by every process on this machine (a small file).
+
+    Dagster's API pools let one step at a time talk to an API, but the step that takes the
+    pool over runs in a new process whose window starts empty: without this it could send a
+    whole second's worth while the server still counts the previous step's last second.
+    Stamps are wall-clock seconds, one per line, appended (O_APPEND keeps lines whole);
+    ``recent`` trims the file under a lock.
+    """
+
+    def __init__(self, path: Path, period: float) -> None:
+        self.path, self.period = path, period
+
+    @classmethod
+    def for_api(cls, api: str, rate: float, period: float) -> SendLedger:
+        digest = hashlib.sha256(f"{api}|{rate}".encode()).hexdigest()[:16]
+        folder = Path(tempfile.gettempdir()) / "callminer-assets-rate"
+        folder.mkdir(parents=True, exist_ok=True)
+        return cls(folder / f"{digest}.log", period)
+
+    def recent(self) -> list[float]:
+        """Sends of the last ``period`` seconds by any process, on this process's monotonic clock."""
+        with open(self.path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fh.seek(0)
+                wall, mono = time.time(), time.monotonic()
+                kept = []
+                for line in fh.read().splitlines():
+                    try:
+                        stamp = float(line)
+                    except ValueError:
+                        continue
+                    if stamp > wall - self.period:
+                        kept.append(stamp)
+                fh.seek(0)
+                fh.truncate()
+                fh.write("".join(f"{stamp:.6f}\n" for stamp in kept))
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return [mono - (wall - stamp) for stamp in kept]
+
+    def record(self, at: float) -> None:
+        """Add one send made at monotonic time ``at``."""
+        stamp = time.time() - (time.monotonic() - at)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{stamp:.6f}\n".encode())
+        finally:
+            os.close(fd)
+
 
 class SlidingWindowLimiter:
     """At most ``floor(rate)`` sends in any window of one second, plus a client-wide pause.
@@ -94,10 +157,13 @@ class SlidingWindowLimiter:
     request wait, which is how one 429 slows the whole client rather than one request.
     """
 
-    def __init__(self, rate: float, *, margin_s: float = RATE_WINDOW_MARGIN_S) -> None:
+    def __init__(
+        self, rate: float, *, margin_s: float = RATE_WINDOW_MARGIN_S, api: str | None = None
+    ) -> None:
         self.capacity = max(1, math.floor(rate))
         # For rate < 1 (e.g. 0.5/s) one request per 1/rate seconds.
         self.period = max(1.0, self.capacity / rate) + margin_s
+        self.ledger = SendLedger.for_api(api, rate, self.period) if api else None
         self._slots: list[_Slot] = []
         self._lock = asyncio.Lock()
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -110,7 +176,10 @@ class SlidingWindowLimiter:
         loop = asyncio.get_running_loop()
         if self._lock_loop is not loop:
             self._lock, self._lock_loop = asyncio.Lock(), loop
-            self._slots = [s for s in self._slots if s.at is not None]
+            if self.ledger is None:
+                self._slots = [s for s in self._slots if s.at is not None]
+            else:  # a new step: the machine's recent sends (ours included) fill the window
+                self._slots = [_Slot.stamped(at) for at in self.ledger.recent()]
         return self._lock
 
     def pause(self, seconds: float) -> None:
@@ -141,11 +210,12 @@ class SlidingWindowLimiter:
         if slot.at is None and slot in self._slots:
             self._slots.remove(slot)
 
-    @staticmethod
-    def sent(slot: _Slot, at: float | None = None) -> None:
+    def sent(self, slot: _Slot, at: float | None = None) -> None:
         """Stamp the slot with its real send time (default: when it was granted)."""
         if slot.at is None:
             slot.at = slot.acquired if at is None else at
+            if self.ledger is not None:
+                self.ledger.record(slot.at)
 
 
 _LIMITERS: dict[tuple[str, float], SlidingWindowLimiter] = {}
@@ -154,10 +224,11 @@ _LIMITERS: dict[tuple[str, float], SlidingWindowLimiter] = {}
 def shared_limiter(api: str, rate: float) -> SlidingWindowLimiter:
     """The process's one limiter for ``api`` at ``rate``: the listing step and the
     transcript step that follows it (separate clients, separate event loops) share one
-    window, so the rate holds across them too, not just within one client."""
+    window, so the rate holds across them too, not just within one client; its
+    ``SendLedger`` carries the window over to the next process that takes the API's pool."""
     key = (api, rate)
     if key not in _LIMITERS:
-        _LIMITERS[key] = SlidingWindowLimiter(rate)
+        _LIMITERS[key] = SlidingWindowLimiter(rate, api=api)
     return _LIMITERS[key]
 
 
