@@ -1,10 +1,10 @@
 """``python -m callminer_assets``: the pipeline headless, its summary, maintenance commands.
 
-``run`` executes the named jobs of the code location one partition per run (each day, then
-each whole month, then the models), so every partition's materialisation carries its own
-figures and memory does not grow with the range (decision 0015). Dagster's event stream
-goes to a log file; the terminal gets a progress bar (or one line per chunk of days when
-not a terminal), then the summary.
+``run`` executes the named jobs of the code location: a run per week of days (a few runs per
+child process, so memory does not grow with the range), then one over the whole months, the
+models and the reports (decisions 0015, 0017). Every partition's materialisation carries its
+own figures. Dagster's event stream goes to a log file; the terminal gets a progress bar
+(or one line per chunk of days when not a terminal), then the summary.
 
 A subcommand registers itself in a few lines::
 
@@ -40,10 +40,13 @@ TRIGGER_TAG = "callminer/trigger"
 WINDOW_TAG = "callminer/window"
 DAYS_PER_LINE = 7
 """Without a terminal, one progress line per this many days (a half year: 26 lines)."""
-DAYS_PER_PROCESS = 7
-"""Days run by one child process. A process's memory creeps up over its runs (about 7 MB a
-day at 300 interactions a day, not returned by ``malloc_trim``); a child's is returned when
-it exits, so peak RSS is that of 7 days whatever the window (decision 0015)."""
+DAYS_PER_RUN = 7
+"""Days one run covers: a run's fixed cost (events, a transaction per table) is paid once a
+week, and each day still gets its own figures (decision 0017)."""
+RUNS_PER_PROCESS = 4
+"""Runs done by one child process. A process's memory creeps up over its runs (it is not
+returned by ``malloc_trim``); a child's is returned when it exits, so peak RSS is that of
+a few weeks whatever the window (decisions 0015, 0017)."""
 _PROGRESS_KEYS = {
     "callminer/interactions": ("dagster/row_count",),
     "callminer/transcripts": ("pending",),
@@ -248,24 +251,45 @@ class Runner:
         ):
             yield
 
-    def run(self, job: str, partition: str | None = None) -> dict[str, dict[str, Any]]:
-        """One run; the metadata of what it materialised (values only), or RunFailed."""
+    def run(self, job: str, partitions: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        """One run over ``partitions`` (none, one, or a consecutive range), or RunFailed.
+
+        Returns the metadata values of what it materialised, by asset path, summed over the
+        partitions; :meth:`run_by_partition` keeps them apart.
+        """
+        merged: dict[str, dict[str, Any]] = {}
+        for per_asset in self.run_by_partition(job, partitions).values():
+            for asset, values in per_asset.items():
+                merged.setdefault(asset, {}).update(values)
+        return merged
+
+    def run_by_partition(
+        self, job: str, partitions: Sequence[str] = ()
+    ) -> dict[str | None, dict[str, dict[str, Any]]]:
+        """One run; partition -> asset path -> metadata values of its materialisation."""
+        from callminer_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+
         job_def = self.defs.resolve_job_def(job)
+        tags = dict(self.tags)
+        if len(partitions) > 1:  # what a backfill sends for a range run
+            tags |= {RANGE_START_TAG: partitions[0], RANGE_END_TAG: partitions[-1]}
         with self._captured():
             result = job_def.execute_in_process(
                 instance=self.instance,
-                partition_key=partition,
-                tags=self.tags,
+                partition_key=partitions[0] if len(partitions) == 1 else None,
+                tags=tags,
                 raise_on_error=False,
             )
         if not result.success:
-            label = f"{job} {partition}" if partition else job
+            span = partitions[0] + (f"..{partitions[-1]}" if len(partitions) > 1 else "")
+            label = f"{job} {span}" if partitions else job
             raise RunFailed(f"{label}: {failure_line(result)}")
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str | None, dict[str, dict[str, Any]]] = {}
         for event in result.get_asset_materialization_events():
             materialization = event.step_materialization_data.materialization
             values = {k: v.value for k, v in materialization.metadata.items()}
-            out.setdefault(materialization.asset_key.to_user_string(), {}).update(values)
+            asset = materialization.asset_key.to_user_string()
+            out.setdefault(materialization.partition, {}).setdefault(asset, {}).update(values)
         return out
 
 
@@ -278,8 +302,9 @@ def _progress_figures(metadata: Mapping[str, Mapping[str, Any]]) -> dict[str, di
     }
 
 
-def _days_in_child(days: list[str], log: str | None, window: str, out: Any) -> None:
-    """A child process: one run per day, each day's figures (or the failure line) to ``out``."""
+def _days_in_child(runs: list[list[str]], log: str | None, window: str, out: Any) -> None:
+    """A child process: one run per list of days; each day's figures (or the failure line)
+    to ``out``."""
     from callminer_assets.definitions import DAILY_JOB
 
     with contextlib.ExitStack() as stack:
@@ -292,24 +317,29 @@ def _days_in_child(days: list[str], log: str | None, window: str, out: Any) -> N
 
         stop_waiting_runs_on_signal(runner.instance)  # a signal ends a run waiting for a slot
         try:
-            for day in days:
-                out.put(("day", _progress_figures(runner.run(DAILY_JOB.name, day))))
+            for days in runs:
+                figures = runner.run_by_partition(DAILY_JOB.name, days)
+                for day in days:
+                    out.put(("day", _progress_figures(figures.get(day, {}))))
         except RunFailed as exc:
             out.put(("failed", str(exc)))
 
 
 def run_days(days: list[date], log: Path | None, window: str, progress: Progress) -> None:
-    """Every day, ``DAYS_PER_PROCESS`` at a time in a fresh child process; RunFailed on a failure."""
+    """Every day: runs of ``DAYS_PER_RUN`` days, ``RUNS_PER_PROCESS`` of them in each fresh
+    child process; RunFailed on a failure."""
     spawn = multiprocessing.get_context("spawn")
-    for i in range(0, len(days), DAYS_PER_PROCESS):
-        batch = [d.isoformat() for d in days[i : i + DAYS_PER_PROCESS]]
+    keys = [d.isoformat() for d in days]
+    runs = [keys[i : i + DAYS_PER_RUN] for i in range(0, len(keys), DAYS_PER_RUN)]
+    for i in range(0, len(runs), RUNS_PER_PROCESS):
+        batch = runs[i : i + RUNS_PER_PROCESS]
         out = spawn.Queue()
         child = spawn.Process(
             target=_days_in_child, args=(batch, str(log) if log else None, window, out)
         )
         child.start()
         with _forwarding_signals(child):
-            for _ in batch:
+            for _ in range(sum(len(r) for r in batch)):
                 kind, payload = _receive(out, child)
                 if kind == "failed":
                     raise RunFailed(payload)
@@ -379,8 +409,8 @@ def whole_months(start: date, end: date) -> list[str]:
 
 
 def run(start: date, end: date, *, verbose: bool = False, out: TextIO | None = None) -> bool:
-    """Each day, each whole month, the models, each month's report, one run each; False on a
-    failure."""
+    """The days a week per run, the whole months, the models, the months' reports; False on
+    a failure."""
     from callminer_assets.definitions import MODELS_JOB, MONTHLY_JOB, REPORTS_JOB
     from callminer_assets.defs.recovery import recover, stop_waiting_runs_on_signal
 
@@ -397,22 +427,26 @@ def run(start: date, end: date, *, verbose: bool = False, out: TextIO | None = N
     stop_waiting_runs_on_signal(runner.instance)
     days = _days(start, end)
     plural = "s" if len(days) != 1 else ""
-    print(f"{len(days)} day{plural} {start} .. {end}, one run per day", file=out, flush=True)
+    print(
+        f"{len(days)} day{plural} {start} .. {end}, one run per {DAYS_PER_RUN} days",
+        file=out,
+        flush=True,
+    )
     progress = Progress(len(days), out, tty=out.isatty())
     t0 = time.monotonic()
     try:
         run_days(days, log_path, runner.tags[WINDOW_TAG], progress)
         months = whole_months(start, end)
         if months:
-            for month in months:
-                runner.run(MONTHLY_JOB.name, month)
+            runner.run(MONTHLY_JOB.name, months)
             print(f"months {months[0][:7]} .. {months[-1][:7]}: features and consistency", file=out)
         else:
             print("no whole, finished month in the window: no monthly features", file=out)
         model = runner.run(MODELS_JOB.name).get("analytics/attrition_model", {})
         print(f"attrition model: {_model_line(model)}", file=out)
+        reports = runner.run_by_partition(REPORTS_JOB.name, months) if months else {}
         for month in months:
-            report = runner.run(REPORTS_JOB.name, month).get("analytics/monthly_report", {})
+            report = reports.get(month, {}).get("analytics/monthly_report", {})
             print(f"report {month[:7]}: {report.get('path', '(not written)')}", file=out)
     except RunFailed as exc:
         progress.interrupted()

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from callminer_assets.cli import DAYS_PER_LINE, Progress, main, whole_months
+from callminer_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from callminer_assets.sandbox.app import SandboxConfig
 from callminer_assets.sandbox.server import serve
 from tests.defs.helpers import env_without_credentials, rows
@@ -138,7 +139,7 @@ def test_a_refused_secret_is_one_line_and_the_log_path(tmp_path: Path) -> None:
     assert "no warehouse" not in done.stdout
 
 
-@pytest.mark.timeout(900)  # 9 runs in two child processes; slow on a busy 2-core machine
+@pytest.mark.timeout(900)  # slow on a busy 2-core machine
 def test_a_range_run_is_quiet_and_each_day_keeps_its_own_figures(tmp_path: Path) -> None:
     warehouse = lake_settings(tmp_path / "w")
     env = env_without_credentials(**lake_env(warehouse), SANDBOX_PER_DAY="15")
@@ -177,6 +178,16 @@ def test_a_range_run_is_quiet_and_each_day_keeps_its_own_figures(tmp_path: Path)
             assert run is not None and run.job_name == "daily_pipeline"
             assert run.tags["callminer/trigger"] == "cli"
             assert run.tags["callminer/window"] == "2025-01-01..2025-01-09"
+            # a week per run: days 1-7 share a run (its range in the tags), 8-9 the next
+            first, last = (
+                ("2025-01-01", "2025-01-07")
+                if day < "2025-01-08"
+                else (
+                    "2025-01-08",
+                    "2025-01-09",
+                )
+            )
+            assert run.tags[RANGE_START_TAG] == first and run.tags[RANGE_END_TAG] == last
 
 
 def test_the_ui_shows_a_configuration_error_as_the_code_location_load_error(tmp_path: Path) -> None:

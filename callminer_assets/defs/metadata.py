@@ -9,6 +9,7 @@ no customer id, contact field, email address, utterance or transcript text. Set
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Any
 
@@ -117,6 +118,49 @@ def table_metadata(table: Table, frame: pl.DataFrame, **extra: Any) -> dict[str,
         value = round(value, 4) if isinstance(value, float) else value
         meta[key] = dg.MetadataValue.json(value) if isinstance(value, dict | list) else value
     return meta
+
+
+Extra = Callable[[date, pl.DataFrame], Mapping[str, Any]]
+"""Per-asset figures of one partition: its day (or month) and its rows."""
+
+
+def materialization(
+    context: dg.AssetExecutionContext,
+    table: Table,
+    frame: pl.DataFrame,
+    *,
+    asset_key: dg.AssetKey | None = None,
+    by: str = "interaction_date",
+    extra: Extra | None = None,
+    data_version: dg.DataVersion | None = None,
+) -> dg.MaterializeResult:
+    """``table``'s materialisation from the rows ``frame`` the run wrote, per partition.
+
+    Over a range of partitions (a backfill run, the CLI's runs of several days) each
+    partition's event gets the figures of its own rows (column ``by``) through
+    ``add_asset_metadata(partition_key=...)``; the result itself carries none, because
+    Dagster copies a result's metadata onto every partition of the range (decision 0017).
+    """
+    keys = context.partition_keys
+    parts = {}
+    if len(keys) > 1 and not frame.is_empty():
+        parts = {d: f for (d,), f in frame.partition_by(by, as_dict=True).items()}
+
+    def metadata(day: date, part: pl.DataFrame) -> dict[str, Any]:
+        return table_metadata(table, part, **(extra(day, part) if extra else {}))
+
+    if len(keys) == 1:
+        return dg.MaterializeResult(
+            asset_key=asset_key,
+            metadata=metadata(date.fromisoformat(keys[0]), frame),
+            data_version=data_version,
+        )
+    for key in keys:
+        day = date.fromisoformat(key)
+        context.add_asset_metadata(
+            metadata(day, parts.get(day, frame.clear())), asset_key=asset_key, partition_key=key
+        )
+    return dg.MaterializeResult(asset_key=asset_key, data_version=data_version)
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:

@@ -89,6 +89,7 @@ def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
         )
         assert result.success
         billed_after_first = server.state.runs_started
+        _each_day_has_its_own_figures(result, lake, ["2025-01-14", "2025-01-15"])
 
         gen = Generator(seed=11, per_day=12)
         for day in (date(2025, 1, 14), date(2025, 1, 15)):
@@ -134,6 +135,35 @@ def test_two_days_land_exactly_the_listed_ids_and_rerun_replaces(
             lake, "SELECT count(*) FROM callminer.transcripts WHERE status = 'available'"
         )[0][0]
         assert evaluated == 3 * available
+
+
+def _each_day_has_its_own_figures(
+    result: dg.ExecuteInProcessResult, lake: WarehouseSettings, days: list[str]
+) -> None:
+    """A range run (a backfill) records each partition's own rows, not the run's total."""
+    tables = {
+        "callminer/interactions": "callminer.interactions",
+        "callminer/transcripts": "callminer.transcripts",
+        "semarize/evaluations": "semarize.evaluations",
+    }
+    events = [
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+    ]
+    seen = 0
+    for m in events:
+        table = tables.get(m.asset_key.to_user_string())
+        if table is None:
+            continue
+        assert m.partition in days
+        stored = rows(
+            lake,
+            f"SELECT count(*) FROM {table} WHERE interaction_date = ?",  # noqa: S608 - fixed names
+            [date.fromisoformat(str(m.partition))],
+        )[0][0]
+        assert m.metadata["dagster/row_count"].value == stored
+        seen += 1
+    assert seen == len(tables) * len(days)  # a run-wide total (2 days' rows) would fail above
 
 
 def test_materialisation_metadata_is_useful(

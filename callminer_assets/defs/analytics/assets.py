@@ -36,6 +36,7 @@ from callminer_assets.defs.keys import (
 )
 from callminer_assets.defs.metadata import (
     counts_by,
+    materialization,
     partition_days,
     partition_months,
     table_metadata,
@@ -153,26 +154,27 @@ def interaction_scores(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     wh.replace_many(
         [Write(INTERACTION_SCORES, scores, where), Write(COMPLIANCE_FINDINGS, findings, where)]
     )
-    failed = findings.filter(pl.col("passed").eq(False))
-    yield dg.MaterializeResult(
+    yield materialization(
+        context,
+        INTERACTION_SCORES,
+        scores,
         asset_key=SCORES_KEY,
-        metadata=table_metadata(
-            INTERACTION_SCORES,
-            scores,
-            days=len(days),
-            per_channel=counts_by(scores, "channel"),
-            per_topic=counts_by(scores, "topic_primary"),
-            mean_compliance=float(scores["compliance_score"].mean() or 0.0),  # type: ignore[arg-type]
-        ),
+        extra=lambda day, part: {
+            "per_channel": counts_by(part, "channel"),
+            "per_topic": counts_by(part, "topic_primary"),
+            "mean_compliance": float(part["compliance_score"].mean() or 0.0),  # type: ignore[arg-type]
+        },
     )
-    yield dg.MaterializeResult(
-        asset_key=FINDINGS_KEY,
-        metadata=table_metadata(
-            COMPLIANCE_FINDINGS,
-            findings,
-            failed_items=failed.height,
-            failed_per_rule=counts_by(failed.unique(["interaction_id", "rule"]), "rule"),
-        ),
+
+    def failed_items(day: date, part: pl.DataFrame) -> dict[str, Any]:
+        failed = part.filter(pl.col("passed").eq(False))
+        return {
+            "failed_items": failed.height,
+            "failed_per_rule": counts_by(failed.unique(["interaction_id", "rule"]), "rule"),
+        }
+
+    yield materialization(
+        context, COMPLIANCE_FINDINGS, findings, asset_key=FINDINGS_KEY, extra=failed_items
     )
     # after the write, on the table: the run's interactions with more than one row anywhere
     duplicates = wh.query(
@@ -230,16 +232,21 @@ def compliance_alerts(
     )
     if not analytics.slack_webhook_url:
         context.log.info("SLACK_WEBHOOK_URL is not set: alerts written to the table only")
-    return dg.MaterializeResult(
-        metadata=table_metadata(
-            COMPLIANCE_ALERTS,
-            rows,
-            new_alerts=new,
-            delivered_this_run=sent,
-            undelivered=int((~rows["delivered"]).sum()),
-            threshold=analytics.compliance_threshold,
-        )
-    )
+    earlier = existing["interaction_id"].implode()
+    waiting = pending.filter(~pl.col("delivered"))["interaction_id"].implode()
+    context.log.info(f"{new} new alerts, {sent} delivered")
+
+    def figures(day: date, part: pl.DataFrame) -> dict[str, Any]:
+        return {
+            "new_alerts": int((~part["interaction_id"].is_in(earlier)).sum()),
+            "delivered_this_run": int(
+                (part["delivered"] & part["interaction_id"].is_in(waiting)).sum()
+            ),
+            "undelivered": int((~part["delivered"]).sum()),
+            "threshold": analytics.compliance_threshold,
+        }
+
+    return materialization(context, COMPLIANCE_ALERTS, rows, extra=figures)
 
 
 # -- monthly: features + consistency -----------------------------------------------------------
@@ -294,15 +301,17 @@ def agent_features(
         context.log.info(f"{m:%Y-%m}: {features.height} agents, {month_scores.height} scores")
     frame = pl.concat(frames, how="vertical")
     wh.replace(AGENT_MONTHLY_FEATURES, frame, {"month": months})
-    yield dg.MaterializeResult(
-        metadata=table_metadata(
-            AGENT_MONTHLY_FEATURES,
-            frame,
-            months=[f"{m:%Y-%m}" for m in months],
-            agents=frame["agent_id"].n_unique(),
-            low_volume_agents=int(frame["low_volume"].sum()),
-            exports_dir=str(Path(analytics.exports_dir).resolve()),
-        )
+    exports_dir = str(Path(analytics.exports_dir).resolve())
+    yield materialization(
+        context,
+        AGENT_MONTHLY_FEATURES,
+        frame,
+        by="month",
+        extra=lambda month, part: {
+            "agents": part["agent_id"].n_unique(),
+            "low_volume_agents": int(part["low_volume"].sum()),
+            "exports_dir": exports_dir,
+        },
     )
     passed, meta = checks.features_in_range(wh.read(AGENT_MONTHLY_FEATURES, {"month": months}))
     yield dg.AssetCheckResult(check_name="feature_values_in_range", passed=passed, metadata=meta)
@@ -327,19 +336,24 @@ def channel_consistency_report(
     months = partition_months(context)
     wh = warehouse.warehouse()
     history = _scores_of_months(wh, months[0], add_months(months[-1], 1))
-    frames, summaries = [], []
-    for m in months:
-        scores = history.filter(
-            pl.col("interaction_date").is_between(m, add_months(m, 1), closed="left")
+    frames = [
+        channel_consistency(
+            history.filter(
+                pl.col("interaction_date").is_between(m, add_months(m, 1), closed="left")
+            ),
+            m,
         )
-        report = channel_consistency(scores, m)
-        frames.append(report)
-        summaries.append(f"### {m:%Y-%m}\n\n{consistency_markdown(report)}")
+        for m in months
+    ]
     frame = pl.concat(frames, how="vertical")
     wh.replace(CHANNEL_CONSISTENCY, frame, {"month": months})
-    meta = table_metadata(CHANNEL_CONSISTENCY, frame)
-    meta["summary"] = dg.MetadataValue.md("\n\n".join(summaries))
-    return dg.MaterializeResult(metadata=meta)
+    return materialization(
+        context,
+        CHANNEL_CONSISTENCY,
+        frame,
+        by="month",
+        extra=lambda month, part: {"summary": dg.MetadataValue.md(consistency_markdown(part))},
+    )
 
 
 # -- roster, model, risk -----------------------------------------------------------------------

@@ -4,9 +4,11 @@ The logic is ``transform.frameworks``; these assets read the warehouse, call it 
 """
 
 import json
+from datetime import date
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
 from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
 from callminer_assets.defs.keys import (
@@ -19,7 +21,7 @@ from callminer_assets.defs.keys import (
     NATIVE_SCORES_KEY,
     SCORES_KEY,
 )
-from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
+from callminer_assets.defs.metadata import counts_by, materialization, partition_days
 from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, daily_partitions
 from callminer_assets.defs.resources import WarehouseResource
 from callminer_assets.kits import current_kits
@@ -62,13 +64,14 @@ def kit_version_diff_asset(
     wh = warehouse.warehouse()
     diff = kit_version_diff(wh.read(EVALUATIONS, where), wh.read(INTERACTIONS, where))
     wh.replace(KIT_VERSION_DIFF, diff, where)
-    return dg.MaterializeResult(
-        metadata=table_metadata(
-            KIT_VERSION_DIFF,
-            diff,
-            interactions_changed=diff["interaction_id"].n_unique(),
-            per_rule=counts_by(diff, "rule"),
-        )
+    return materialization(
+        context,
+        KIT_VERSION_DIFF,
+        diff,
+        extra=lambda day, part: {
+            "interactions_changed": part["interaction_id"].n_unique(),
+            "per_rule": counts_by(part, "rule"),
+        },
     )
 
 
@@ -104,20 +107,20 @@ def framework_coverage_asset(
         flags.categories,
     )
     wh.replace(FRAMEWORK_COVERAGE, coverage, where)
-    overall = coverage.filter(coverage["rule"] == ANY_RULE)
-    flagged = int(overall["kit_flags"].sum() or 0)
-    both = int(overall["flagged_by_both"].sum() or 0)
     if coverage.is_empty():
         context.log.info("no CallMiner native scores for these days: nothing to compare")
-    return dg.MaterializeResult(
-        metadata=table_metadata(
-            FRAMEWORK_COVERAGE,
-            coverage,
-            kit_failures=flagged,
-            also_flagged_by_callminer=both,
-            callminer_coverage=round(both / flagged, 4) if flagged else None,
-        )
-    )
+
+    def figures(day: date, part: pl.DataFrame) -> dict[str, Any]:
+        overall = part.filter(part["rule"] == ANY_RULE)
+        flagged = int(overall["kit_flags"].sum() or 0)
+        both = int(overall["flagged_by_both"].sum() or 0)
+        return {
+            "kit_failures": flagged,
+            "also_flagged_by_callminer": both,
+            "callminer_coverage": round(both / flagged, 4) if flagged else None,
+        }
+
+    return materialization(context, FRAMEWORK_COVERAGE, coverage, extra=figures)
 
 
 FRAMEWORK_ASSETS = [kit_version_diff_asset, framework_coverage_asset]

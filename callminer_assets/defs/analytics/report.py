@@ -6,7 +6,6 @@ materialisation per month, each with that month's path and figures.
 """
 
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -112,7 +111,6 @@ def write_report(report: Report, reports_dir: str | Path) -> Path:
     partitions_def=monthly_partitions,
     backfill_policy=MONTHLY_BACKFILL_POLICY,
     automation_condition=MONTHLY_ON_UPDATES,
-    output_required=False,
     description=(
         "The month's report as one offline HTML file (REPORTS_DIR/YYYY-MM.html): volumes, "
         "compliance by rule and channel with the worst interactions' evidence, frameworks "
@@ -122,11 +120,10 @@ def write_report(report: Report, reports_dir: str | Path) -> Path:
 )
 def monthly_report(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, analytics: AnalyticsResource
-) -> Iterator[dg.Output[None]]:
+) -> dg.MaterializeResult:
     """Render and write each month of the run; metadata holds counts and our ids, never quotes.
 
-    Each month is logged as its own materialisation (its path, its figures); the step yields
-    no output, so Dagster adds no range-wide materialisation on top of them.
+    Each month's materialisation carries its own path and figures (decision 0017).
     """
     wh = warehouse.warehouse()
     for month in partition_months(context):
@@ -137,17 +134,14 @@ def monthly_report(
         context.log.info(
             f"{month:%Y-%m}: {path} ({path.stat().st_size // 1024} KiB, {seconds:.1f} s)"
         )
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=REPORT_KEY,
-                partition=f"{month:%Y-%m-%d}",
-                metadata={
-                    "path": dg.MetadataValue.path(str(path.resolve())),
-                    "summary": dg.MetadataValue.md(report.summary_markdown()),
-                    "size_kib": round(path.stat().st_size / 1024, 1),
-                    "render_seconds": round(seconds, 2),
-                    **{k: v for k, v in report.counts.items() if v is not None},
-                },
-            )
+        context.add_asset_metadata(
+            {
+                "path": dg.MetadataValue.path(str(path.resolve())),
+                "summary": dg.MetadataValue.md(report.summary_markdown()),
+                "size_kib": round(path.stat().st_size / 1024, 1),
+                "render_seconds": round(seconds, 2),
+                **{k: v for k, v in report.counts.items() if v is not None},
+            },
+            partition_key=f"{month:%Y-%m-%d}",
         )
-    yield from ()
+    return dg.MaterializeResult()

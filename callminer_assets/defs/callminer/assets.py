@@ -27,7 +27,7 @@ from callminer_assets.defs.keys import (
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
 )
-from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
+from callminer_assets.defs.metadata import counts_by, materialization, partition_days
 from callminer_assets.defs.partitions import CALLMINER_POOL, DAILY_BACKFILL_POLICY, daily_partitions
 from callminer_assets.defs.resources import (
     CallMinerResource,
@@ -177,7 +177,7 @@ def interactions(
         writes.insert(0, Write(INTERACTIONS, frame, {"interaction_date": days}))
     natives: list[dg.MaterializeResult] = []
     if native is not None:
-        native_writes, natives = _native_writes(native, days, selected)
+        native_writes, natives = _native_writes(context, native, days, selected)
         writes += native_writes
     wh.replace_many(writes)
     if TRANSCRIPTS_KEY not in context.job_def.asset_layer.selected_asset_keys:
@@ -185,27 +185,30 @@ def interactions(
         asyncio.run(_release(callminer, sandbox, days, context.log))
     yield from natives
     if INTERACTIONS_KEY in selected:
-        yield dg.MaterializeResult(
+        refused_per_day = counts_by(quarantine, "interaction_date")
+        yield materialization(
+            context,
+            INTERACTIONS,
+            frame,
             asset_key=INTERACTIONS_KEY,
-            metadata=table_metadata(
-                INTERACTIONS,
-                frame,
-                days=len(days),
-                per_channel=counts_by(frame, "channel"),
-                quarantined=quarantine.height,
-            ),
+            extra=lambda day, part: {
+                "per_channel": counts_by(part, "channel"),
+                "quarantined": refused_per_day.get(str(day), 0),
+            },
         )
     if QUARANTINE_KEY in selected:
-        yield dg.MaterializeResult(
+        yield materialization(
+            context,
+            QUARANTINE,
+            quarantine,
             asset_key=QUARANTINE_KEY,
-            metadata=table_metadata(
-                QUARANTINE, quarantine, per_reason=counts_by(quarantine, "reason")
-            ),
+            extra=lambda day, part: {"per_reason": counts_by(part, "reason")},
         )
     yield from _selected(context, interaction_check_results(wh, days))
 
 
 def _native_writes(
+    context: dg.AssetExecutionContext,
     native: tuple[pl.DataFrame, pl.DataFrame],
     days: list[date],
     selected: Any,
@@ -220,9 +223,7 @@ def _native_writes(
     ):
         if key in selected:
             writes.append(Write(table, frame, {"interaction_date": days}))
-            results.append(
-                dg.MaterializeResult(asset_key=key, metadata=table_metadata(table, frame))
-            )
+            results.append(materialization(context, table, frame, asset_key=key))
     return writes, results
 
 
@@ -348,28 +349,33 @@ def transcripts(
     wh.replace_many(writes)
     # Only now, with everything committed, may the source drop its copy (bulk: the export).
     asyncio.run(_release(callminer, sandbox, days, context.log))
-    status = counts_by(result.transcripts, "status")
     if TRANSCRIPTS_KEY in selected:
-        yield dg.MaterializeResult(
+        refused_per_day = counts_by(result.quarantine, "interaction_date")
+
+        def transcript_figures(day: date, part: pl.DataFrame) -> dict[str, Any]:
+            status = counts_by(part, "status")
+            return {
+                "per_status": status,
+                "per_channel": counts_by(part, "channel"),
+                "pending": status.get("pending", 0),
+                "missing": status.get("missing", 0),
+                "quarantined": refused_per_day.get(str(day), 0),
+            }
+
+        yield materialization(
+            context,
+            TRANSCRIPTS,
+            result.transcripts.drop("transcript_text"),
             asset_key=TRANSCRIPTS_KEY,
-            metadata=table_metadata(
-                TRANSCRIPTS,
-                result.transcripts.drop("transcript_text"),
-                per_status=status,
-                per_channel=counts_by(result.transcripts, "channel"),
-                pending=status.get("pending", 0),
-                missing=status.get("missing", 0),
-                quarantined=result.quarantine.height,
-            ),
+            extra=transcript_figures,
         )
     if UTTERANCES_KEY in selected:
-        yield dg.MaterializeResult(
+        yield materialization(
+            context,
+            UTTERANCES,
+            result.utterances,
             asset_key=UTTERANCES_KEY,
-            metadata=table_metadata(
-                UTTERANCES,
-                result.utterances,
-                per_role=counts_by(result.utterances, "speaker_role"),
-            ),
+            extra=lambda day, part: {"per_role": counts_by(part, "speaker_role")},
         )
     yield from _selected(context, transcript_check_results(wh, days))
 

@@ -6,6 +6,7 @@ version are not sent again, older versions' rows stay beside the new ones.
 """
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -15,7 +16,11 @@ import polars as pl
 
 from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
 from callminer_assets.defs.keys import EVALUATIONS_KEY, INTERACTIONS_KEY, TRANSCRIPTS_KEY
-from callminer_assets.defs.metadata import counts_by, partition_days, table_metadata
+from callminer_assets.defs.metadata import (
+    counts_by,
+    materialization,
+    partition_days,
+)
 from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, SEMARIZE_POOL, daily_partitions
 from callminer_assets.defs.resources import SandboxResource, SemarizeResource, WarehouseResource
 from callminer_assets.lib.models import EvalRequest
@@ -209,18 +214,25 @@ def evaluations(
                 max_retries=UNRESOLVED_RETRIES, seconds_to_wait=UNRESOLVED_RETRY_WAIT_S
             )
         raise dg.Failure(description=message, metadata={"unresolved_reasons": reasons})
-    runs = frame.select("interaction_id", "kit_code", "status").unique()
-    yield dg.MaterializeResult(
-        metadata=table_metadata(
-            EVALUATIONS,
-            frame,
-            runs_started=len(requests),
-            runs_failed=sum(o.status == "failed" for o in batch),
-            input_tokens=sum(o.input_tokens or 0 for o in batch),
-            per_status=counts_by(runs, "status"),
-            per_kit=counts_by(runs, "kit_code"),
-            evaluator=evaluator,
-            kit_versions=dict(kits),
-        )
+    started = Counter(str(dates.get(r.interaction_id)) for r in requests)
+    failed = Counter(
+        str(dates.get(o.request.interaction_id)) for o in batch if o.status == "failed"
     )
+    tokens = Counter[str]()
+    for o in batch:
+        tokens[str(dates.get(o.request.interaction_id))] += o.input_tokens or 0
+
+    def figures(day: date, part: pl.DataFrame) -> dict[str, Any]:
+        runs = part.select("interaction_id", "kit_code", "status").unique()
+        return {
+            "runs_started": started[str(day)],
+            "runs_failed": failed[str(day)],
+            "input_tokens": tokens[str(day)],
+            "per_status": counts_by(runs, "status"),
+            "per_kit": counts_by(runs, "kit_code"),
+            "evaluator": evaluator,
+            "kit_versions": dict(kits),
+        }
+
+    yield materialization(context, EVALUATIONS, frame, extra=figures)
     yield coverage
