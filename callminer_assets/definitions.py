@@ -19,12 +19,14 @@ from callminer_assets.defs.analytics.report import monthly_report
 from callminer_assets.defs.automation import automation_sensor
 from callminer_assets.defs.callminer.assets import interactions, transcripts
 from callminer_assets.defs.keys import (
+    EVALUATION_QUARANTINE_KEY,
     EVALUATIONS_KEY,
     INTERACTIONS_KEY,
     NATIVE_CATEGORIES_KEY,
     NATIVE_SCORES_KEY,
     QUARANTINE_KEY,
     REPORT_KEY,
+    TRANSCRIPT_QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
 )
@@ -42,9 +44,11 @@ DAILY_ASSETS: list[dg.AssetKey] = [
     QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
+    TRANSCRIPT_QUARANTINE_KEY,
     NATIVE_SCORES_KEY,
     NATIVE_CATEGORIES_KEY,
     EVALUATIONS_KEY,
+    EVALUATION_QUARANTINE_KEY,
     *DAILY_KEYS,
     *FRAMEWORK_KEYS,
 ]

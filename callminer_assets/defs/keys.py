@@ -4,6 +4,9 @@ import dagster as dg
 
 INTERACTIONS_KEY = dg.AssetKey(["callminer", "interactions"])
 QUARANTINE_KEY = dg.AssetKey(["callminer", "quarantine"])
+# The other writers' rows of callminer.quarantine: Dagster draws one producer per asset key.
+TRANSCRIPT_QUARANTINE_KEY = dg.AssetKey(["callminer", "transcript_quarantine"])
+EVALUATION_QUARANTINE_KEY = dg.AssetKey(["semarize", "evaluation_quarantine"])
 TRANSCRIPTS_KEY = dg.AssetKey(["callminer", "transcripts"])
 UTTERANCES_KEY = dg.AssetKey(["callminer", "utterances"])
 NATIVE_SCORES_KEY = dg.AssetKey(["callminer", "native_scores"])

@@ -38,6 +38,7 @@ from callminer_assets.defs.bulk_source import BulkSource
 from callminer_assets.defs.keys import (
     INTERACTIONS_KEY,
     QUARANTINE_KEY,
+    TRANSCRIPT_QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
 )
@@ -64,8 +65,13 @@ RAW_KEYS: tuple[dg.AssetKey, ...] = (
     QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
+    TRANSCRIPT_QUARANTINE_KEY,
 )
-TRANSCRIPT_KEYS: tuple[dg.AssetKey, ...] = (TRANSCRIPTS_KEY, UTTERANCES_KEY)
+TRANSCRIPT_KEYS: tuple[dg.AssetKey, ...] = (
+    TRANSCRIPTS_KEY,
+    UTTERANCES_KEY,
+    TRANSCRIPT_QUARANTINE_KEY,
+)
 
 # "Queued or running": a run in any of these states will still read the source.
 ACTIVE_STATUSES = [

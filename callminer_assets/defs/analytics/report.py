@@ -19,6 +19,7 @@ from callminer_assets.defs.analytics.resources import AnalyticsResource
 from callminer_assets.defs.keys import (
     CONSISTENCY_KEY,
     COVERAGE_KEY,
+    EVALUATION_QUARANTINE_KEY,
     FEATURES_KEY,
     FINDINGS_KEY,
     INTERACTIONS_KEY,
@@ -28,6 +29,7 @@ from callminer_assets.defs.keys import (
     RISK_KEY,
     ROSTER_KEY,
     SCORES_KEY,
+    TRANSCRIPT_QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
 )
 from callminer_assets.defs.metadata import partition_months
@@ -97,6 +99,8 @@ def write_report(report: Report, reports_dir: str | Path) -> Path:
         INTERACTIONS_KEY,
         TRANSCRIPTS_KEY,
         QUARANTINE_KEY,
+        TRANSCRIPT_QUARANTINE_KEY,
+        EVALUATION_QUARANTINE_KEY,
         SCORES_KEY,
         FINDINGS_KEY,
         KIT_DIFF_KEY,

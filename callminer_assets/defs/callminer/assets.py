@@ -24,6 +24,7 @@ from callminer_assets.defs.keys import (
     NATIVE_CATEGORIES_KEY,
     NATIVE_SCORES_KEY,
     QUARANTINE_KEY,
+    TRANSCRIPT_QUARANTINE_KEY,
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
 )
@@ -269,6 +270,17 @@ async def _release(
             kinds={"duckdb"},
             group_name="callminer",
         ),
+        dg.AssetSpec(
+            TRANSCRIPT_QUARANTINE_KEY,
+            deps=[TRANSCRIPTS_KEY],
+            description=(
+                "Transcripts and utterances refused at normalisation: the rows of "
+                "callminer.quarantine with source transcript or utterance."
+            ),
+            kinds={"duckdb"},
+            group_name="callminer",
+            skippable=True,
+        ),
     ],
     check_specs=TRANSCRIPT_CHECKS,
     can_subset=True,
@@ -376,6 +388,14 @@ def transcripts(
             result.utterances,
             asset_key=UTTERANCES_KEY,
             extra=lambda day, part: {"per_role": counts_by(part, "speaker_role")},
+        )
+    if TRANSCRIPT_QUARANTINE_KEY in selected:
+        yield materialization(
+            context,
+            QUARANTINE,
+            result.quarantine,
+            asset_key=TRANSCRIPT_QUARANTINE_KEY,
+            extra=lambda day, part: {"per_reason": counts_by(part, "reason")},
         )
     yield from _selected(context, transcript_check_results(wh, days))
 

@@ -15,7 +15,12 @@ import dagster as dg
 import polars as pl
 
 from callminer_assets.defs.automation import EAGER_AFTER_CHECKS
-from callminer_assets.defs.keys import EVALUATIONS_KEY, INTERACTIONS_KEY, TRANSCRIPTS_KEY
+from callminer_assets.defs.keys import (
+    EVALUATION_QUARANTINE_KEY,
+    EVALUATIONS_KEY,
+    INTERACTIONS_KEY,
+    TRANSCRIPTS_KEY,
+)
 from callminer_assets.defs.metadata import (
     counts_by,
     materialization,
@@ -131,21 +136,39 @@ def _refused_write(
     return Write(QUARANTINE, pl.concat([stored, refused]), q_where)
 
 
-@dg.asset(
-    key=EVALUATIONS_KEY,
-    deps=[TRANSCRIPTS_KEY, INTERACTIONS_KEY],
+@dg.multi_asset(
+    name="semarize__evaluations",
+    specs=[
+        dg.AssetSpec(
+            EVALUATIONS_KEY,
+            deps=[TRANSCRIPTS_KEY, INTERACTIONS_KEY],
+            kinds={"duckdb"},
+            group_name="semarize",
+            automation_condition=EAGER_AFTER_CHECKS,
+            description=(
+                "One row per interaction x kit x kit version x brick. A transcript already "
+                "scored with a kit (by the same evaluator) is never sent again; the rescore "
+                "job scores it once per new kit version, beside the old rows."
+            ),
+        ),
+        dg.AssetSpec(
+            EVALUATION_QUARANTINE_KEY,
+            deps=[TRANSCRIPTS_KEY],
+            kinds={"duckdb"},
+            group_name="semarize",
+            automation_condition=EAGER_AFTER_CHECKS,
+            skippable=True,
+            description=(
+                "Semarize values refused (out of range, malformed): the rows of "
+                "callminer.quarantine with source evaluation."
+            ),
+        ),
+    ],
     partitions_def=daily_partitions,
     backfill_policy=DAILY_BACKFILL_POLICY,
     pool=SEMARIZE_POOL,
-    kinds={"duckdb"},
-    group_name="semarize",
     check_specs=EVALUATION_CHECKS,
-    automation_condition=EAGER_AFTER_CHECKS,
-    description=(
-        "One row per interaction x kit x kit version x brick. A transcript already scored with "
-        "a kit (by the same evaluator) is never sent again; the rescore job scores it once per "
-        "new kit version, beside the old rows."
-    ),
+    can_subset=True,
 )
 def evaluations(
     context: dg.AssetExecutionContext,
@@ -196,10 +219,13 @@ def evaluations(
     frame = ev.merge(existing, new, transcripts, list(versions))
     # One transaction: stored runs are never fetched again, so their quarantined values are
     # stored with them or not at all, even if the process dies half way.
-    wh.replace_many([_refused_write(wh, refused, frame, where), Write(EVALUATIONS, frame, where)])
-    coverage = _coverage(wh, days, list(kits))
+    refused_write = _refused_write(wh, refused, frame, where)
+    wh.replace_many([refused_write, Write(EVALUATIONS, frame, where)])
+    selected = context.selected_asset_keys
+    # the check belongs to the evaluations asset: only with it (Dagster refuses others)
+    coverage = [_coverage(wh, days, list(kits))] if EVALUATIONS_KEY in selected else []
     if aborted is not None:
-        yield coverage
+        yield from coverage
         raise aborted
     if batch.unresolved:
         reasons = counts_by(pl.DataFrame({"reason": [r for _, r in batch.unresolved]}), "reason")
@@ -207,7 +233,7 @@ def evaluations(
             f"{len(batch.unresolved)} of {len(requests)} runs not resolved "
             f"({len(batch)} stored); a retry sends them with the same Idempotency-Key"
         )
-        yield coverage  # reported (failing) before the step retries or fails
+        yield from coverage  # reported (failing) before the step retries or fails
         if context.retry_number < UNRESOLVED_RETRIES:
             context.log.warning(message)
             raise dg.RetryRequested(
@@ -234,5 +260,14 @@ def evaluations(
             "kit_versions": dict(kits),
         }
 
-    yield materialization(context, EVALUATIONS, frame, extra=figures)
-    yield coverage
+    if EVALUATIONS_KEY in selected:
+        yield materialization(context, EVALUATIONS, frame, asset_key=EVALUATIONS_KEY, extra=figures)
+        yield from coverage
+    if EVALUATION_QUARANTINE_KEY in selected:
+        yield materialization(
+            context,
+            QUARANTINE,
+            refused_write.frame,
+            asset_key=EVALUATION_QUARANTINE_KEY,
+            extra=lambda day, part: {"per_reason": counts_by(part, "reason")},
+        )
