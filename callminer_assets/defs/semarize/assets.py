@@ -244,16 +244,16 @@ def evaluations(
     failed = Counter(
         str(dates.get(o.request.interaction_id)) for o in batch if o.status == "failed"
     )
-    tokens = Counter[str]()
+    input_tokens = Counter[str]()
     for o in batch:
-        tokens[str(dates.get(o.request.interaction_id))] += o.input_tokens or 0
+        input_tokens[str(dates.get(o.request.interaction_id))] += o.input_tokens or 0
 
     def figures(day: date, part: pl.DataFrame) -> dict[str, Any]:
         runs = part.select("interaction_id", "kit_code", "status").unique()
         return {
             "runs_started": started[str(day)],
             "runs_failed": failed[str(day)],
-            "input_tokens": tokens[str(day)],
+            "input_tokens": input_tokens[str(day)],
             "per_status": counts_by(runs, "status"),
             "per_kit": counts_by(runs, "kit_code"),
             "evaluator": evaluator,
