@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from callminer_assets.lib.tables import Table
+from callminer_assets.lib.tables import QUARANTINE, Table
 
 PREVIEW_ROWS = 5
 _PREVIEW_CHARS = 60
@@ -161,6 +161,19 @@ def materialization(
             metadata(day, parts.get(day, frame.clear())), asset_key=asset_key, partition_key=key
         )
     return dg.MaterializeResult(asset_key=asset_key, data_version=data_version)
+
+
+def quarantine_materialization(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, rows: pl.DataFrame
+) -> dg.MaterializeResult:
+    """One writer's rows of ``callminer.quarantine`` (``asset_key``), counted per reason."""
+    return materialization(
+        context,
+        QUARANTINE,
+        rows,
+        asset_key=asset_key,
+        extra=lambda day, part: {"per_reason": counts_by(part, "reason")},
+    )
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:

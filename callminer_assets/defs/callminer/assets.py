@@ -28,7 +28,12 @@ from callminer_assets.defs.keys import (
     TRANSCRIPTS_KEY,
     UTTERANCES_KEY,
 )
-from callminer_assets.defs.metadata import counts_by, materialization, partition_days
+from callminer_assets.defs.metadata import (
+    counts_by,
+    materialization,
+    partition_days,
+    quarantine_materialization,
+)
 from callminer_assets.defs.partitions import CALLMINER_POOL, DAILY_BACKFILL_POLICY, daily_partitions
 from callminer_assets.defs.resources import (
     CallMinerResource,
@@ -198,13 +203,7 @@ def interactions(
             },
         )
     if QUARANTINE_KEY in selected:
-        yield materialization(
-            context,
-            QUARANTINE,
-            quarantine,
-            asset_key=QUARANTINE_KEY,
-            extra=lambda day, part: {"per_reason": counts_by(part, "reason")},
-        )
+        yield quarantine_materialization(context, QUARANTINE_KEY, quarantine)
     yield from _selected(context, interaction_check_results(wh, days))
 
 
@@ -390,13 +389,7 @@ def transcripts(
             extra=lambda day, part: {"per_role": counts_by(part, "speaker_role")},
         )
     if TRANSCRIPT_QUARANTINE_KEY in selected:
-        yield materialization(
-            context,
-            QUARANTINE,
-            result.quarantine,
-            asset_key=TRANSCRIPT_QUARANTINE_KEY,
-            extra=lambda day, part: {"per_reason": counts_by(part, "reason")},
-        )
+        yield quarantine_materialization(context, TRANSCRIPT_QUARANTINE_KEY, result.quarantine)
     yield from _selected(context, transcript_check_results(wh, days))
 
 

@@ -25,6 +25,7 @@ from callminer_assets.defs.metadata import (
     counts_by,
     materialization,
     partition_days,
+    quarantine_materialization,
 )
 from callminer_assets.defs.partitions import DAILY_BACKFILL_POLICY, SEMARIZE_POOL, daily_partitions
 from callminer_assets.defs.resources import SandboxResource, SemarizeResource, WarehouseResource
@@ -264,10 +265,4 @@ def evaluations(
         yield materialization(context, EVALUATIONS, frame, asset_key=EVALUATIONS_KEY, extra=figures)
         yield from coverage
     if EVALUATION_QUARANTINE_KEY in selected:
-        yield materialization(
-            context,
-            QUARANTINE,
-            refused_write.frame,
-            asset_key=EVALUATION_QUARANTINE_KEY,
-            extra=lambda day, part: {"per_reason": counts_by(part, "reason")},
-        )
+        yield quarantine_materialization(context, EVALUATION_QUARANTINE_KEY, refused_write.frame)
