@@ -325,12 +325,18 @@ def _days_in_child(runs: list[list[str]], log: str | None, window: str, out: Any
             out.put(("failed", str(exc)))
 
 
-def run_days(days: list[date], log: Path | None, window: str, progress: Progress) -> None:
-    """Every day: runs of ``DAYS_PER_RUN`` days, ``RUNS_PER_PROCESS`` of them in each fresh
+def run_days(
+    days: list[date],
+    log: Path | None,
+    window: str,
+    progress: Progress,
+    days_per_run: int = DAYS_PER_RUN,
+) -> None:
+    """Every day: runs of ``days_per_run`` days, ``RUNS_PER_PROCESS`` of them in each fresh
     child process; RunFailed on a failure."""
     spawn = multiprocessing.get_context("spawn")
     keys = [d.isoformat() for d in days]
-    runs = [keys[i : i + DAYS_PER_RUN] for i in range(0, len(keys), DAYS_PER_RUN)]
+    runs = [keys[i : i + days_per_run] for i in range(0, len(keys), days_per_run)]
     for i in range(0, len(runs), RUNS_PER_PROCESS):
         batch = runs[i : i + RUNS_PER_PROCESS]
         out = spawn.Queue()
@@ -408,7 +414,14 @@ def whole_months(start: date, end: date) -> list[str]:
     return [m for m in months if m in existing]
 
 
-def run(start: date, end: date, *, verbose: bool = False, out: TextIO | None = None) -> bool:
+def run(
+    start: date,
+    end: date,
+    *,
+    verbose: bool = False,
+    out: TextIO | None = None,
+    days_per_run: int = DAYS_PER_RUN,
+) -> bool:
     """The days a week per run, the whole months, the models, the months' reports; False on
     a failure."""
     from callminer_assets.definitions import MODELS_JOB, MONTHLY_JOB, REPORTS_JOB
@@ -428,14 +441,14 @@ def run(start: date, end: date, *, verbose: bool = False, out: TextIO | None = N
     days = _days(start, end)
     plural = "s" if len(days) != 1 else ""
     print(
-        f"{len(days)} day{plural} {start} .. {end}, one run per {DAYS_PER_RUN} days",
+        f"{len(days)} day{plural} {start} .. {end}, one run per {days_per_run} days",
         file=out,
         flush=True,
     )
     progress = Progress(len(days), out, tty=out.isatty())
     t0 = time.monotonic()
     try:
-        run_days(days, log_path, runner.tags[WINDOW_TAG], progress)
+        run_days(days, log_path, runner.tags[WINDOW_TAG], progress, days_per_run)
         months = whole_months(start, end)
         if months:
             runner.run(MONTHLY_JOB.name, months)
@@ -549,10 +562,30 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=_day, required=True, help="first UTC day, YYYY-MM-DD")
     p.add_argument("--end", type=_day, required=True, help="last UTC day (inclusive)")
     p.add_argument(
+        "--days-per-run",
+        type=_positive,
+        default=DAYS_PER_RUN,
+        metavar="N",
+        help=(
+            "days one Dagster run covers (default %(default)s); a run holds its days in memory, "
+            "so lower it for very large tenants (1: one run per day)"
+        ),
+    )
+    p.add_argument(
         "--verbose",
         action="store_true",
         help="Dagster's full event stream on the terminal instead of the log file",
     )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 @command("run", "materialise every asset for a date range, then print a summary", _run_arguments)
@@ -570,7 +603,7 @@ def _run(args: argparse.Namespace) -> int:
     last = daily_partitions.get_last_partition_key()
     if last and str(args.end) > last:
         raise ConfigError(f"--end {args.end} is after today's partition {last}: end earlier")
-    if not run(args.start, args.end, verbose=args.verbose):
+    if not run(args.start, args.end, verbose=args.verbose, days_per_run=args.days_per_run):
         return 1
     return _print_summary()
 

@@ -198,3 +198,10 @@ def test_the_ui_shows_a_configuration_error_as_the_code_location_load_error(tmp_
     output = done.stdout + done.stderr
     assert done.returncode != 0 and "Validation failed for code location" in output
     assert "ConfigError: CALLMINER_CONCURRENCY='-1' must be a positive whole number" in output
+
+
+def test_days_per_run_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--start", "2025-01-01", "--end", "2025-01-02", "--days-per-run", "0"])
+    assert exited.value.code == 2
+    assert "--days-per-run: '0' is not a whole number of at least 1" in capsys.readouterr().err
