@@ -297,3 +297,25 @@ def test_an_interaction_stored_under_two_days_fails_the_blocking_check(
     assert not again.success
     started = {e.step_key for e in again.all_events if e.event_type_value == "STEP_START"}
     assert "semarize__evaluations" not in started
+
+
+@pytest.mark.timeout(120)  # ~35 s; before the fix the in-process executor spun 3 min and more
+def test_a_failed_evaluations_step_ends_the_daily_run_instead_of_hanging(
+    dagster_home: dg.DagsterInstance, lake: WarehouseSettings
+) -> None:
+    """In-process, a step that becomes skippable only after an upstream failure was never
+    processed and the run spun forever (framework_coverage on the REST backend)."""
+    from callminer_assets.definitions import DAILY_ASSETS
+
+    with serve(SandboxConfig(seed=5, per_day=4)) as server:
+        result = materialize(
+            dagster_home,
+            sandbox_env(server.url, lake, SEMARIZE_API_KEY="smz_wrong"),
+            [key.to_user_string() for key in DAILY_ASSETS],  # the daily job's steps
+            tags=range_tags("2025-01-06", "2025-01-07"),
+            raise_on_error=False,
+        )
+    assert not result.success
+    failed = [e.step_key for e in result.all_events if e.is_step_failure]
+    assert failed == ["semarize__evaluations"]
+    assert rows(lake, "SELECT count(*) FROM callminer.interactions")[0][0] == 8  # kept
