@@ -20,6 +20,15 @@ def test_lineage_follows_what_each_asset_reads() -> None:
     assert _parents("callminer/utterances") == {"callminer/transcripts"}
     assert _parents("callminer/transcripts") == {"callminer/interactions"}
     assert _parents("semarize/evaluations") == {"callminer/transcripts", "callminer/interactions"}
+    # each writer of callminer.quarantine has its own asset, drawn from what it read
+    assert _parents("callminer/transcript_quarantine") == {"callminer/transcripts"}
+    assert _parents("semarize/evaluation_quarantine") == {"callminer/transcripts"}
+    quarantines = {
+        "callminer/quarantine",
+        "callminer/transcript_quarantine",
+        "semarize/evaluation_quarantine",
+    }
+    assert quarantines <= _parents("analytics/monthly_report")  # the report counts them all
 
 
 def test_the_instance_tags_ui_backfill_and_automation_runs(
