@@ -254,8 +254,9 @@ class Runner:
     def run(self, job: str, partitions: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
         """One run over ``partitions`` (none, one, or a consecutive range), or RunFailed.
 
-        Returns the metadata values of what it materialised, by asset path, summed over the
-        partitions; :meth:`run_by_partition` keeps them apart.
+        Returns the metadata values of what it materialised, by asset path; over a range a
+        later partition's value replaces an earlier one (:meth:`run_by_partition` keeps them
+        apart).
         """
         merged: dict[str, dict[str, Any]] = {}
         for per_asset in self.run_by_partition(job, partitions).values():

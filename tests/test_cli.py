@@ -139,6 +139,14 @@ def test_a_refused_secret_is_one_line_and_the_log_path(tmp_path: Path) -> None:
     assert "no warehouse" not in done.stdout
 
 
+# A week per run: days 1-7 share a run (its range in the tags), days 8-9 the next.
+RUN_OF_DAY = {
+    "2025-01-01": ("2025-01-01", "2025-01-07"),
+    "2025-01-05": ("2025-01-01", "2025-01-07"),
+    "2025-01-09": ("2025-01-08", "2025-01-09"),
+}
+
+
 @pytest.mark.timeout(900)  # slow on a busy 2-core machine
 def test_a_range_run_is_quiet_and_each_day_keeps_its_own_figures(tmp_path: Path) -> None:
     warehouse = lake_settings(tmp_path / "w")
@@ -158,7 +166,7 @@ def test_a_range_run_is_quiet_and_each_day_keeps_its_own_figures(tmp_path: Path)
     )
     assert len({n for _, n in per_day}) > 1  # days differ, so a shared total would be caught
     with dg.DagsterInstance.from_config(str(tmp_path / ".dagster_home")) as instance:
-        for day in ("2025-01-01", "2025-01-05", "2025-01-09"):
+        for day in RUN_OF_DAY:
             for key, table in (("interactions", "interactions"), ("utterances", "utterances")):
                 records = instance.fetch_materializations(
                     dg.AssetRecordsFilter(
@@ -178,15 +186,7 @@ def test_a_range_run_is_quiet_and_each_day_keeps_its_own_figures(tmp_path: Path)
             assert run is not None and run.job_name == "daily_pipeline"
             assert run.tags["callminer/trigger"] == "cli"
             assert run.tags["callminer/window"] == "2025-01-01..2025-01-09"
-            # a week per run: days 1-7 share a run (its range in the tags), 8-9 the next
-            first, last = (
-                ("2025-01-01", "2025-01-07")
-                if day < "2025-01-08"
-                else (
-                    "2025-01-08",
-                    "2025-01-09",
-                )
-            )
+            first, last = RUN_OF_DAY[day]
             assert run.tags[RANGE_START_TAG] == first and run.tags[RANGE_END_TAG] == last
 
 

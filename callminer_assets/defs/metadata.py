@@ -132,7 +132,6 @@ def materialization(
     asset_key: dg.AssetKey | None = None,
     by: str = "interaction_date",
     extra: Extra | None = None,
-    data_version: dg.DataVersion | None = None,
 ) -> dg.MaterializeResult:
     """``table``'s materialisation from the rows ``frame`` the run wrote, per partition.
 
@@ -151,16 +150,14 @@ def materialization(
 
     if len(keys) == 1:
         return dg.MaterializeResult(
-            asset_key=asset_key,
-            metadata=metadata(date.fromisoformat(keys[0]), frame),
-            data_version=data_version,
+            asset_key=asset_key, metadata=metadata(date.fromisoformat(keys[0]), frame)
         )
     for key in keys:
         day = date.fromisoformat(key)
         context.add_asset_metadata(
             metadata(day, parts.get(day, frame.clear())), asset_key=asset_key, partition_key=key
         )
-    return dg.MaterializeResult(asset_key=asset_key, data_version=data_version)
+    return dg.MaterializeResult(asset_key=asset_key)
 
 
 def quarantine_materialization(

@@ -241,20 +241,19 @@ def evaluations(
                 max_retries=UNRESOLVED_RETRIES, seconds_to_wait=UNRESOLVED_RETRY_WAIT_S
             )
         raise dg.Failure(description=message, metadata={"unresolved_reasons": reasons})
-    started = Counter(str(dates.get(r.interaction_id)) for r in requests)
-    failed = Counter(
-        str(dates.get(o.request.interaction_id)) for o in batch if o.status == "failed"
-    )
-    input_tokens = Counter[str]()
+    # this run's Semarize work per interaction day (dates: interaction_id -> day)
+    started = Counter(dates.get(r.interaction_id) for r in requests)
+    failed = Counter(dates.get(o.request.interaction_id) for o in batch if o.status == "failed")
+    input_tokens: Counter[date | None] = Counter()
     for o in batch:
-        input_tokens[str(dates.get(o.request.interaction_id))] += o.input_tokens or 0
+        input_tokens[dates.get(o.request.interaction_id)] += o.input_tokens or 0
 
     def figures(day: date, part: pl.DataFrame) -> dict[str, Any]:
         runs = part.select("interaction_id", "kit_code", "status").unique()
         return {
-            "runs_started": started[str(day)],
-            "runs_failed": failed[str(day)],
-            "input_tokens": input_tokens[str(day)],
+            "runs_started": started[day],
+            "runs_failed": failed[day],
+            "input_tokens": input_tokens[day],
             "per_status": counts_by(runs, "status"),
             "per_kit": counts_by(runs, "kit_code"),
             "evaluator": evaluator,
