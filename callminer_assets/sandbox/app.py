@@ -120,6 +120,16 @@ def busiest_second(times: Iterable[float]) -> int:
     return best
 
 
+SEMARIZE_PATHS = ("/v1/runs", "/v1/kits")
+
+
+def service_of(path: str) -> str:
+    """Which API a path belongs to, for the request log and each API's own rate limit: both
+    share the sandbox's one port, and counting Semarize's kit listing against CallMiner let a
+    CallMiner second read 16 against 15 when the two clients each kept their own limit."""
+    return "semarize" if path.startswith(SEMARIZE_PATHS) else "callminer"
+
+
 def _default(value: float | None, with_faults: float, faults_on: bool) -> float:
     if value is not None:
         return value
@@ -304,7 +314,7 @@ class _FaultMiddleware:
         path: str = scope["path"]
         st.request_count += 1
         rng = random.Random(_h(st.config.seed, "request", st.request_count))
-        service = "semarize" if path.startswith("/v1/runs") else "callminer"
+        service = service_of(path)
         entry: dict[str, Any] = {
             "method": scope["method"],
             "path": path,

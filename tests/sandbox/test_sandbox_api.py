@@ -363,6 +363,19 @@ def test_rate_limiter_sliding_window() -> None:
         assert c.get("/v1/runs/x", headers=SMZ).status_code == 404
 
 
+def test_each_api_has_its_own_limit_and_log() -> None:
+    """Semarize's kit listing shares the port but not CallMiner's second (nor its log)."""
+    with serve(SandboxConfig(rate_limit=3)) as s, httpx.Client(base_url=s) as c:
+        kits = [c.get("/v1/kits", headers=SMZ).status_code for _ in range(3)]
+        runs = c.get("/v1/runs/x", headers=SMZ).status_code
+        callminer = c.get("/v1/interactions", params={"startDate": DAY[0]}).status_code
+        services = Counter(e["service"] for e in s.state.request_log)
+    assert kits == [200] * 3 and runs == 429  # the 4th Semarize request in one second
+    assert callminer == 401  # refused for its missing token, not rate-limited
+    assert services == {"semarize": 4, "callminer": 1}
+    assert s.state.busiest_second("callminer") == 1
+
+
 @pytest.mark.parametrize("pagination", ["token", "offset"])
 def test_transport_faults_never_lose_records(pagination: str) -> None:
     cfg = SandboxConfig(
