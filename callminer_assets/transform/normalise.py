@@ -244,3 +244,39 @@ def normalise_transcripts(
         utterances=frame_from_columns(UTTERANCES, u),
         quarantine=frame_from_columns(QUARANTINE, q),
     )
+
+
+def stored_available(interactions: pl.DataFrame, previous: pl.DataFrame) -> set[str]:
+    """Ids of ``interactions`` whose stored transcript is ``available``: a normal run
+    fetches only the others (pending, missing, never seen)."""
+    return set(
+        previous.filter(
+            (pl.col("status") == "available")
+            & pl.col("interaction_id").is_in(interactions["interaction_id"].implode())
+        )["interaction_id"].to_list()
+    )
+
+
+def keep_or_refresh(
+    stored: NormalisedTranscripts, fresh: NormalisedTranscripts, available: Collection[str]
+) -> NormalisedTranscripts:
+    """The days' tables after a run: ``fresh`` everywhere, except that a transcript stored
+    as ``available`` stays as stored (with its utterances and quarantine rows) unless this
+    run brought an ``available`` one for it. So an API briefly reporting a finished
+    transcript as pending again never costs its text or its evaluations, and a refetch
+    that did bring a (possibly changed) text replaces the old one whole."""
+    refreshed = fresh.transcripts.filter(pl.col("status") == "available")["interaction_id"]
+    kept = list(set(available) - set(refreshed.to_list()))
+    is_kept = pl.col("interaction_id").is_in(kept)
+    record_kept = pl.col("record_id").is_in(kept)
+    return NormalisedTranscripts(
+        transcripts=pl.concat(
+            [stored.transcripts.filter(is_kept), fresh.transcripts.filter(~is_kept)]
+        ),
+        utterances=pl.concat(
+            [stored.utterances.filter(is_kept), fresh.utterances.filter(~is_kept)]
+        ),
+        quarantine=pl.concat(
+            [stored.quarantine.filter(record_kept), fresh.quarantine.filter(~record_kept)]
+        ),
+    )

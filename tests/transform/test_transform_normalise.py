@@ -11,7 +11,12 @@ import pytest
 
 from callminer_assets.lib.models import TranscriptFetch, Window, transcript_hash
 from callminer_assets.lib.tables import QUARANTINE, TRANSCRIPTS, UTTERANCES, polars_schema
-from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
+from callminer_assets.transform.normalise import (
+    NormalisedTranscripts,
+    keep_or_refresh,
+    normalise_transcripts,
+    stored_available,
+)
 from callminer_assets.transform.validate import validate_interactions
 
 DAY = date(2025, 1, 15)
@@ -307,3 +312,55 @@ def test_lone_surrogate_text_is_storable() -> None:
 def test_empty_inputs() -> None:
     out = run(interactions(), [])
     assert out.transcripts.height == out.utterances.height == out.quarantine.height == 0
+
+
+def test_keep_or_refresh_keeps_stored_text_unless_a_new_one_arrived() -> None:
+    frame = interactions(("kept", "voice"), ("renewed", "chat"), ("waiting", "voice"))
+    bad_line = [{"speakerRole": "agent", "text": "old"}, "junk"]
+    stored = run(
+        frame,
+        [
+            avail("kept", bad_line),
+            avail("renewed", [{"text": "old"}]),
+            TranscriptFetch("waiting", "pending"),
+        ],
+    )
+    available = stored_available(frame, stored.transcripts)
+    assert available == {"kept", "renewed"}
+    # A later run: the API reports "kept" as pending again, "renewed" has a new text,
+    # "waiting" has arrived.
+    later = NOW + timedelta(hours=1)
+    fresh = run(
+        frame,
+        [
+            TranscriptFetch("kept", "pending"),
+            avail("renewed", [{"text": "new"}]),
+            avail("waiting", [{"text": "here"}]),
+        ],
+        now=later,
+        previous=stored.transcripts,
+    )
+    out = keep_or_refresh(stored, fresh, available)
+
+    t = {r["interaction_id"]: r for r in out.transcripts.iter_rows(named=True)}
+    assert sorted(t) == ["kept", "renewed", "waiting"]  # one row each, never two
+    assert {i: r["status"] for i, r in t.items()} == dict.fromkeys(t, "available")
+    assert t["kept"]["transcript_text"] == "agent: old" and t["kept"]["fetched_at"] == NOW
+    assert t["renewed"]["transcript_text"] == "unknown: new" and t["renewed"]["fetched_at"] == later
+    assert sorted(out.utterances.select("interaction_id", "text").rows()) == [
+        ("kept", "old"),
+        ("renewed", "new"),
+        ("waiting", "here"),
+    ]
+    # The kept transcript keeps its quarantined line; nothing else was refused.
+    assert out.quarantine.select("record_id", "source").rows() == [("kept", "utterance")]
+
+
+def test_keep_or_refresh_replaces_a_refetched_transcript_whole() -> None:
+    frame = interactions(("r", "voice"))
+    stored = run(frame, [avail("r", [{"text": "a"}, "junk", {"text": "b"}])])
+    fresh = run(frame, [avail("r", [{"text": "c"}])], previous=stored.transcripts)
+    out = keep_or_refresh(stored, fresh, stored_available(frame, stored.transcripts))
+    assert out.utterances.get_column("text").to_list() == ["c"]
+    assert out.quarantine.height == 0  # the old version's refused line went with it
+    assert out.transcripts.row(0, named=True)["utterance_count"] == 1

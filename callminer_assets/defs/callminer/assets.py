@@ -5,7 +5,7 @@ exactly those days' rows, so re-running is idempotent.
 """
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import aclosing
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -51,7 +51,12 @@ from callminer_assets.lib.tables import (
     TRANSCRIPTS,
     UTTERANCES,
 )
-from callminer_assets.transform.normalise import NormalisedTranscripts, normalise_transcripts
+from callminer_assets.transform.normalise import (
+    NormalisedTranscripts,
+    keep_or_refresh,
+    normalise_transcripts,
+    stored_available,
+)
 from callminer_assets.transform.validate import validate_interactions
 from callminer_assets.warehouse.store import Warehouse, Write
 
@@ -302,15 +307,10 @@ def transcripts(
     _announce_source(context, callminer)
     days = partition_days(context)
     wh = warehouse.warehouse()
-    where = {"interaction_date": days}
+    where: dict[str, Sequence[Any]] = {"interaction_date": days}
     frame = wh.read(INTERACTIONS, where)
     previous = wh.read(TRANSCRIPTS, where)
-    stored = set(
-        previous.filter(
-            (pl.col("status") == "available")
-            & pl.col("interaction_id").is_in(frame["interaction_id"].implode())
-        )["interaction_id"].to_list()
-    )
+    stored = stored_available(frame, previous)
     # A bulk export already holds every transcript (and a re-processed contact's new one):
     # "fetching" them again is free, and replaces an older version's utterances whole.
     refetch = config.refetch_available or callminer.backend == "bulk"
@@ -329,30 +329,16 @@ def transcripts(
         previous=previous,
         contact_centre_addresses=callminer.contact_centre_addresses,
     )
-    # Stored transcripts stay unless a fresh fetch brought a (possibly changed) text.
-    refreshed = fresh.transcripts.filter(pl.col("status") == "available")["interaction_id"]
-    kept = list(stored - set(refreshed.to_list()))
-    is_kept = pl.col("interaction_id").is_in(kept)
-    stored_quarantine = wh.read(QUARANTINE, {**where, "source": ["transcript", "utterance"]})
-    result = NormalisedTranscripts(
-        transcripts=pl.concat([previous.filter(is_kept), fresh.transcripts.filter(~is_kept)]),
-        utterances=pl.concat(
-            [wh.read(UTTERANCES, where).filter(is_kept), fresh.utterances.filter(~is_kept)]
-        ),
-        quarantine=pl.concat(
-            [
-                stored_quarantine.filter(pl.col("record_id").is_in(kept)),
-                fresh.quarantine.filter(~pl.col("record_id").is_in(kept)),
-            ]
-        ),
+    quarantine_where = {**where, "source": ["transcript", "utterance"]}
+    kept = NormalisedTranscripts(
+        previous, wh.read(UTTERANCES, where), wh.read(QUARANTINE, quarantine_where)
     )
+    result = keep_or_refresh(kept, fresh, stored)
     selected = context.selected_asset_keys
     writes = []
     if UTTERANCES_KEY in selected:
         writes.append(Write(UTTERANCES, result.utterances, where))
-    writes.append(
-        Write(QUARANTINE, result.quarantine, {**where, "source": ["transcript", "utterance"]})
-    )
+    writes.append(Write(QUARANTINE, result.quarantine, quarantine_where))
     if TRANSCRIPTS_KEY in selected:
         writes.append(Write(TRANSCRIPTS, result.transcripts, where))
     # One transaction: a stored `available` transcript (kept as is by the next run) always
