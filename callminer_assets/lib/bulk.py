@@ -23,7 +23,7 @@ import httpx
 
 from callminer_assets.lib.callminer import TokenProvider, authed_request, http_base
 from callminer_assets.lib.errors import APIError, DataError, ExportFailed, PollTimeoutError
-from callminer_assets.lib.http import HttpBase, LoggerLike
+from callminer_assets.lib.http import AsyncClosing, HttpBase, LoggerLike
 from callminer_assets.lib.settings import BulkSettings
 
 DATA_TYPES: tuple[str, ...] = ("Contacts", "Transcripts_by_speaker", "Scores", "Categories")
@@ -53,7 +53,7 @@ def _z(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class BulkExportClient:
+class BulkExportClient(AsyncClosing):
     """Async Bulk Export client over ``HttpBase`` (one event loop; ``aclose`` when done)."""
 
     def __init__(

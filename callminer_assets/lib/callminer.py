@@ -11,14 +11,13 @@ import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
 
 from callminer_assets.lib.errors import APIError, AuthError, DataError
-from callminer_assets.lib.http import HttpBase, LoggerLike, gather_progress
+from callminer_assets.lib.http import AsyncClosing, HttpBase, LoggerLike, gather_progress
 from callminer_assets.lib.models import TranscriptFetch, Window
 from callminer_assets.lib.settings import (
     MIN_TOKEN_REUSE_S,
@@ -217,7 +216,7 @@ def http_base(
     )
 
 
-class CallMinerClient:
+class CallMinerClient(AsyncClosing):
     """Async CallMiner REST client; satisfies ``source.InteractionSource``.
 
     Use as ``async with CallMinerClient(settings) as cm: ...`` inside one event loop.
@@ -238,17 +237,6 @@ class CallMinerClient:
         self.auth_http = http_base(settings, settings.auth_url, 1, transport, logger)
         self.tokens = TokenProvider(self.auth_http, self.http, settings)
         self.log = self.http.log
-
-    async def __aenter__(self) -> CallMinerClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -15,7 +15,6 @@ import asyncio
 import random
 import time
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +26,7 @@ from callminer_assets.lib.errors import (
     DataError,
     PollTimeoutError,
 )
-from callminer_assets.lib.http import HttpBase, LoggerLike, gather_progress
+from callminer_assets.lib.http import AsyncClosing, HttpBase, LoggerLike, gather_progress
 from callminer_assets.lib.models import Brick, EvalOutcome, EvalRequest
 from callminer_assets.lib.settings import SemarizeSettings
 
@@ -79,7 +78,7 @@ def _run_id(response: httpx.Response) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
-class SemarizeClient:
+class SemarizeClient(AsyncClosing):
     """Async Semarize client. ``evaluate_many`` runs requests concurrently (bounded)."""
 
     def __init__(
@@ -101,17 +100,6 @@ class SemarizeClient:
         )
         self.http.add_secret(settings.api_key)
         self.log = self.http.log
-
-    async def __aenter__(self) -> SemarizeClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self.http.aclose()
