@@ -121,6 +121,12 @@ def busiest_second(times: Iterable[float]) -> int:
 
 
 SEMARIZE_PATHS = ("/v1/runs", "/v1/kits")
+#: What a long-running (or embedded) sandbox keeps in memory: the newest runs with their
+#: results (~3 KB each; a 7-day run at 1,000 interactions a day starts ~20,000) and the
+#: newest request-log entries (the oldest half goes at the cap). Idempotency keys and the
+#: billing ledger are kept whole (the contract's 24 h; what tests check for double pay).
+RUNS_KEPT = 25_000
+REQUEST_LOG_KEPT = 20_000
 
 
 def service_of(path: str) -> str:
@@ -328,8 +334,8 @@ class _FaultMiddleware:
         expiry = st.token_expiry.get(bearer) if bearer else None
         if expiry is not None:
             entry["token_left_s"] = round(expiry - time.monotonic(), 3)
-        if len(st.request_log) >= 200_000:  # a long-running server must not grow forever
-            del st.request_log[:100_000]
+        if len(st.request_log) >= REQUEST_LOG_KEPT:  # a long-running server must not grow
+            del st.request_log[: REQUEST_LOG_KEPT // 2]
         st.request_log.append(entry)
 
         async def logged_send(message: Message) -> None:
@@ -649,6 +655,44 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     def finish(run: dict[str, Any]) -> None:
         run["status"] = run["final_status"]
 
+    def new_run(
+        run_id: str, kit_code: str, text: str, th: str, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A queued run and its (deterministic) outcome, decided now."""
+        kits = current_kits()
+        f = st.faults
+        run: dict[str, Any] = {
+            "id": run_id,
+            "status": "queued",
+            "kit_code": kit_code,
+            "kit_version": kits[kit_code].version,
+            "metadata": metadata,
+            "created_at": st.clock().isoformat(timespec="seconds"),
+            "usage": {"input_tokens": max(1, len(text) // 4)},
+            "polls_left": f.async_polls,
+        }
+        if _u(st.config.seed, "fail", th, kit_code) < f.failed_run_rate:
+            run["final_status"] = "failed"
+            run["error"] = {"code": "evaluation_failed", "message": "the model could not evaluate"}
+        else:
+            bricks = evaluate(kit_code, text, metadata, kits)
+            run["final_status"] = "succeeded"
+            run["bricks"] = {
+                k: {"value": b.value, "confidence": b.confidence, "evidence": list(b.evidence)}
+                for k, b in bricks.items()
+            }
+        return run
+
+    def remember(run: dict[str, Any], idem: str | None) -> dict[str, Any]:
+        """Keep the newest ``RUNS_KEPT`` runs (a long-running or embedded server must not grow
+        with every run ever started); an idempotency key outlives its run's payload."""
+        st.runs[run["id"]] = run
+        if len(st.runs) > RUNS_KEPT:
+            del st.runs[next(iter(st.runs))]
+        if idem:
+            st.idempotency[idem] = run["id"]
+        return run
+
     async def start_run(request: Request) -> Response:
         if (denied := semarize_auth(request)) is not None:
             return denied
@@ -671,15 +715,20 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             return _smz_err(422, "invalid_input", "input.transcript must be a string")
         if not text.strip():
             return _smz_err(422, "empty_transcript", "the transcript is empty")
-        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        raw_metadata = body.get("metadata")
+        metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
         idem = request.headers.get("idempotency-key")
+        th = transcript_hash(text)
         if idem and idem in st.idempotency:
-            prev = st.runs[st.idempotency[idem]]
+            run_id = st.idempotency[idem]
+            prev = st.runs.get(run_id)
+            if prev is None:  # dropped from memory since: the same run again, not billed
+                prev = remember(new_run(run_id, kit_code, text, th, metadata), None)
+                finish(prev)
             if mode == "sync":
                 finish(prev)
                 return _json(run_view(prev))
             return _json(run_view(prev), 202)  # the same run, as it stands now
-        th = transcript_hash(text)
         st.runs_started += 1
         st.billing[(th, kit_code)] += 1
         n = st.runs_started
@@ -687,35 +736,10 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             "run_"
             + hashlib.sha256(f"{st.config.seed}|{n}|{th}|{kit_code}".encode()).hexdigest()[:20]
         )
-        kit = kits[kit_code]
-        f = st.faults
-        usage = {"input_tokens": max(1, len(text) // 4)}
-        run: dict[str, Any] = {
-            "id": run_id,
-            "status": "queued",
-            "kit_code": kit_code,
-            "kit_version": kit.version,
-            "metadata": metadata,
-            "created_at": st.clock().isoformat(timespec="seconds"),
-            "usage": usage,
-            "polls_left": f.async_polls,
-        }
-        if _u(st.config.seed, "fail", th, kit_code) < f.failed_run_rate:
-            run["final_status"] = "failed"
-            run["error"] = {"code": "evaluation_failed", "message": "the model could not evaluate"}
-        else:
-            bricks = evaluate(kit_code, text, metadata, kits)
-            run["final_status"] = "succeeded"
-            run["bricks"] = {
-                k: {"value": b.value, "confidence": b.confidence, "evidence": list(b.evidence)}
-                for k, b in bricks.items()
-            }
-        st.runs[run_id] = run
-        if idem:
-            st.idempotency[idem] = run_id
+        run = remember(new_run(run_id, kit_code, text, th, metadata), idem)
         if mode == "async":
             return _json({"id": run_id, "status": "queued"}, 202)
-        if _u(st.config.seed, "sync504", th, kit_code, n) < f.sync_timeout_rate:
+        if _u(st.config.seed, "sync504", th, kit_code, n) < st.faults.sync_timeout_rate:
             run["status"] = "running"
             return _smz_err(504, "timeout", "the run is still going; poll it", id=run_id)
         finish(run)

@@ -22,6 +22,7 @@ from callminer_assets.lib.tables import EVALUATIONS, QUARANTINE
 from callminer_assets.transform.frames import clean_text, frame_from_rows, safe_json
 
 INT32_MAX = 2**31 - 1
+WORK_FIELDS = ("runs_started", "runs_failed", "input_tokens")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -238,17 +239,44 @@ def outcome_rows(
     return frame_from_rows(EVALUATIONS, rows)
 
 
-def redate(elsewhere: pl.DataFrame, transcripts: pl.DataFrame) -> pl.DataFrame:
-    """Evaluations stored under another day for interactions now in ``transcripts``' days.
+def already_paid(
+    stored: pl.DataFrame, transcripts: pl.DataFrame, days: Collection[date]
+) -> pl.DataFrame:
+    """The stored evaluations of ``transcripts``' interactions, each under its current day.
 
-    CallMiner can move an interaction's startTime across midnight: its runs were paid for
-    under the old day, so they move with it instead of being bought again.
+    ``stored`` is read by interaction id, so it may hold rows under another day: CallMiner
+    can move an interaction's startTime across midnight, and its runs, paid for under the
+    old day, move with it instead of being bought again.
     """
-    return (
-        elsewhere.drop("interaction_date")
+    in_days = pl.col("interaction_date").is_in(list(days))
+    moved = (
+        stored.filter(~in_days)
+        .drop("interaction_date")
         .join(transcripts.select("interaction_id", "interaction_date"), on="interaction_id")
         .select(EVALUATIONS.column_names)
     )
+    return pl.concat([stored.filter(in_days), moved])
+
+
+def work_per_day(
+    requests: Iterable[EvalRequest], outcomes: Iterable[EvalOutcome], dates: Mapping[str, date]
+) -> dict[date, dict[str, int]]:
+    """This run's Semarize work per interaction day (``dates``: interaction id -> day):
+    runs started, runs failed and input tokens, for each day's materialisation."""
+    work: dict[date, dict[str, int]] = {}
+
+    def add(interaction_id: str, field: str, amount: int) -> None:
+        day = dates.get(interaction_id)
+        if day is not None:
+            counters = work.setdefault(day, dict.fromkeys(WORK_FIELDS, 0))
+            counters[field] += amount
+
+    for request in requests:
+        add(request.interaction_id, "runs_started", 1)
+    for outcome in outcomes:
+        add(outcome.request.interaction_id, "runs_failed", int(outcome.status == "failed"))
+        add(outcome.request.interaction_id, "input_tokens", outcome.input_tokens or 0)
+    return work
 
 
 def merge(

@@ -285,6 +285,24 @@ def test_semarize_sync_async_idempotency_and_billing(srv: SandboxServer) -> None
         assert c.get("/v1/runs/run_nope", headers=SMZ).status_code == 404
 
 
+def test_semarize_keeps_only_the_newest_runs_but_every_idempotency_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Memory stays bounded; a replay of a run no longer held is the same run, not billed."""
+    monkeypatch.setattr("callminer_assets.sandbox.app.RUNS_KEPT", 3)
+    with serve(SandboxConfig()) as s, httpx.Client(base_url=s) as c:
+        texts = [f"{TEXT}\ncustomer: number {i}" for i in range(5)]
+        first = [_run(c, "sync", text=t, key=f"k{i}").json() for i, t in enumerate(texts)]
+        assert len(s.state.runs) == 3 and len(s.state.idempotency) == 5
+        assert c.get(f"/v1/runs/{first[0]['id']}", headers=SMZ).status_code == 404
+        replay = _run(c, "async", text=texts[0], key="k0")
+        assert replay.status_code == 202
+        assert replay.json()["id"] == first[0]["id"]
+        assert replay.json()["bricks"] == first[0]["bricks"]
+        assert s.state.runs_started == 5 and s.state.billed(texts[0], "qa_compliance") == 1
+        assert len(s.state.runs) == 3
+
+
 def test_semarize_errors(srv: SandboxServer) -> None:
     with httpx.Client(base_url=srv) as c:
         started = srv.state.runs_started

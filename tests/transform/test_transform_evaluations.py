@@ -191,7 +191,7 @@ def test_runs_paid_under_another_day_move_with_a_moved_interaction() -> None:
         datetime.now(UTC),
         LOCAL,
     )
-    moved = ev.redate(paid, transcripts)
+    moved = ev.already_paid(paid, transcripts, [DAY])
     assert moved["interaction_date"].unique().to_list() == [DAY]
     assert ev.plan_requests(transcripts, _interactions(1), moved, KITS, LOCAL) == []
     kept = ev.merge(moved, frame_from_rows(EVALUATIONS, []), transcripts, list(KITS))
@@ -245,3 +245,18 @@ def test_findings_from_an_unscreened_stored_index_do_not_overflow() -> None:
     stored = ev.outcome_rows([outcome], {"I0": DAY}, datetime.now(UTC), LOCAL)
     findings = compliance_findings(stored, _interactions(1))
     assert findings.select("quote", "utterance_index").rows() == [("q", None)]
+
+
+def test_work_per_day_counts_each_day_on_its_own() -> None:
+    other = date(2025, 1, 16)
+    dates = {"a": DAY, "b": other}
+    requests = [EvalRequest(i, kit, "v1", "agent: hi") for i in ("a", "b") for kit in ("k1", "k2")]
+    outcomes = [
+        EvalOutcome(requests[0], "succeeded", "r0", "v1", {}, input_tokens=100),
+        EvalOutcome(requests[1], "failed", "r1", "v1", {}, input_tokens=None),
+        EvalOutcome(requests[2], "succeeded", "r2", "v1", {}, input_tokens=7),
+    ]
+    assert ev.work_per_day(requests, outcomes, dates) == {
+        DAY: {"runs_started": 2, "runs_failed": 1, "input_tokens": 100},
+        other: {"runs_started": 2, "runs_failed": 0, "input_tokens": 7},
+    }

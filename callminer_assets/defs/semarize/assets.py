@@ -6,7 +6,6 @@ version are not sent again, older versions' rows stay beside the new ones.
 """
 
 import asyncio
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -192,8 +191,7 @@ def evaluations(
     # One read by id: this run's rows, plus rows paid under another day (moved interactions).
     # Rows of interactions no longer listed are not needed: the replace below drops them.
     stored = wh.read(EVALUATIONS, {"interaction_id": transcripts["interaction_id"].to_list()})
-    in_days = pl.col("interaction_date").is_in(days)
-    existing = pl.concat([stored.filter(in_days), ev.redate(stored.filter(~in_days), transcripts)])
+    existing = ev.already_paid(stored, transcripts, days)
     rescore = [config.rescore_kit] if config.rescore_kit else []
     requests = ev.plan_requests(
         transcripts, interactions, existing, kits, evaluator, rescore=rescore
@@ -241,19 +239,12 @@ def evaluations(
                 max_retries=UNRESOLVED_RETRIES, seconds_to_wait=UNRESOLVED_RETRY_WAIT_S
             )
         raise dg.Failure(description=message, metadata={"unresolved_reasons": reasons})
-    # this run's Semarize work per interaction day (dates: interaction_id -> day)
-    started = Counter(dates.get(r.interaction_id) for r in requests)
-    failed = Counter(dates.get(o.request.interaction_id) for o in batch if o.status == "failed")
-    input_tokens: Counter[date | None] = Counter()
-    for o in batch:
-        input_tokens[dates.get(o.request.interaction_id)] += o.input_tokens or 0
+    work = ev.work_per_day(requests, batch, dates)
 
     def figures(day: date, part: pl.DataFrame) -> dict[str, Any]:
         runs = part.select("interaction_id", "kit_code", "status").unique()
         return {
-            "runs_started": started[day],
-            "runs_failed": failed[day],
-            "input_tokens": input_tokens[day],
+            **work.get(day, dict.fromkeys(ev.WORK_FIELDS, 0)),
             "per_status": counts_by(runs, "status"),
             "per_kit": counts_by(runs, "kit_code"),
             "evaluator": evaluator,
