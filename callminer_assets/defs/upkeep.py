@@ -6,6 +6,7 @@ from datetime import timedelta
 import dagster as dg
 
 from callminer_assets.defs.keys import MAINTENANCE_KEY
+from callminer_assets.defs.partitions import CALLMINER_POOL, SEMARIZE_POOL
 from callminer_assets.defs.resources import WarehouseResource
 from callminer_assets.warehouse.upkeep import (
     DEFAULT_FILE_GRACE,
@@ -15,6 +16,21 @@ from callminer_assets.warehouse.upkeep import (
 
 UPKEEP_CRON = "30 3 * * *"
 """03:30 UTC: after the night's polling catch-up, before analysts start."""
+
+
+def prepare_pools(instance: dg.DagsterInstance) -> list[str]:
+    """Create the API pools on the instance before any worker claims them (the one-off setup
+    runs this asset first): two runs creating a pool at once on PostgreSQL fail one of them,
+    because Dagster inserts the row, catches the duplicate and updates in the aborted
+    transaction. Returns the pools created."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    existing = storage.get_concurrency_keys()
+    missing = [pool for pool in (CALLMINER_POOL, SEMARIZE_POOL) if pool not in existing]
+    for pool in missing:
+        storage.initialize_concurrency_limit_to_default(pool)
+    return missing
 
 
 class UpkeepConfig(dg.Config):
@@ -30,12 +46,14 @@ class UpkeepConfig(dg.Config):
     kinds={"ducklake"},
     description=(
         "Expires lake snapshots older than the retention, merges small files and deletes "
-        "files nothing references; metadata: files and bytes before and after."
+        "files nothing references (the first run also creates the tables and the API "
+        "pools); metadata: files and bytes before and after."
     ),
 )
 def maintenance(
     context: dg.AssetExecutionContext, config: UpkeepConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
+    pools_created = prepare_pools(context.instance)
     report = run_upkeep(
         warehouse.warehouse(),
         snapshot_retention=timedelta(hours=config.snapshot_retention_hours),
@@ -60,6 +78,7 @@ def maintenance(
             "files_written_by_merge": report.files_written_by_merge,
             "old_files_deleted": report.old_files_deleted,
             "orphaned_files_deleted": report.orphaned_files_deleted,
+            "pools_created": pools_created,
         }
     )
 

@@ -18,6 +18,7 @@ import pytest
 
 import callminer_assets
 from callminer_assets.defs.keys import INTERACTIONS_KEY, MAINTENANCE_KEY
+from callminer_assets.defs.partitions import CALLMINER_POOL, SEMARIZE_POOL
 from callminer_assets.defs.resources import build_resources
 from callminer_assets.defs.upkeep import maintenance
 from tests.defs.helpers import REPO, dagster_materialize
@@ -75,6 +76,16 @@ def deployment(scaleout: ScaleOut, monkeypatch: pytest.MonkeyPatch) -> ScaleOut:
         monkeypatch.setenv(name, value)
     _upkeep(scaleout)
     return scaleout
+
+
+def test_the_one_off_setup_creates_the_api_pools(deployment: ScaleOut) -> None:
+    """Two workers' first steps creating a pool at once on PostgreSQL fail one run (a race in
+    Dagster): the setup's first upkeep creates them, so no worker has to."""
+    with dg.DagsterInstance.from_config(str(deployment.home)) as instance:
+        storage = instance.event_log_storage
+        assert {CALLMINER_POOL, SEMARIZE_POOL} <= set(storage.get_concurrency_keys())
+        assert storage.get_concurrency_info(CALLMINER_POOL).slot_count == 1
+    assert _upkeep(deployment)["pools_created"] == []  # already there: nothing to create
 
 
 def _launch(deployment: ScaleOut, day: str, select: str = DAILY) -> subprocess.Popen[str]:
