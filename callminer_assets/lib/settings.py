@@ -33,10 +33,10 @@ TOKEN_REFRESH_MARGIN_FRACTION = 0.25
 1.5 s, so its last 0.5 s cover the way from the client to the server's check."""
 MIN_TOKEN_REUSE_S = 1.0
 """Lifetime assumed when a server says ``expires_in <= 0`` (no token storms)."""
-RATE_WINDOW_MARGIN_S = 0.05
+RATE_WINDOW_MARGIN_S = 0.1
 """Extra spacing on the 1-second rate window for jitter between our send stamp and the
-server's arrival stamp (decision 0008). The 16-against-15 second two concurrent runs once
-showed came from the sandbox counting Semarize's kit listing as CallMiner, not from jitter."""
+server's arrival stamp (decision 0008): at 0.05 s a sandbox sharing the client's process
+under a parallel test run still saw 21 requests in a second against 20, once."""
 MAX_PAGES = 100_000
 """A listing longer than this is a server bug (e.g. a cursor that never ends)."""
 POLL_INITIAL_S = 0.5
