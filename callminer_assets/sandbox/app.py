@@ -656,10 +656,14 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         run["status"] = run["final_status"]
 
     def new_run(
-        run_id: str, kit_code: str, text: str, th: str, metadata: dict[str, Any]
+        run_id: str,
+        kits: dict[str, Kit],
+        kit_code: str,
+        text: str,
+        th: str,
+        metadata: dict[str, Any],
     ) -> dict[str, Any]:
         """A queued run and its (deterministic) outcome, decided now."""
-        kits = current_kits()
         f = st.faults
         run: dict[str, Any] = {
             "id": run_id,
@@ -723,7 +727,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             run_id = st.idempotency[idem]
             prev = st.runs.get(run_id)
             if prev is None:  # dropped from memory since: the same run again, not billed
-                prev = remember(new_run(run_id, kit_code, text, th, metadata), None)
+                prev = remember(new_run(run_id, kits, kit_code, text, th, metadata), None)
                 finish(prev)
             if mode == "sync":
                 finish(prev)
@@ -736,7 +740,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             "run_"
             + hashlib.sha256(f"{st.config.seed}|{n}|{th}|{kit_code}".encode()).hexdigest()[:20]
         )
-        run = remember(new_run(run_id, kit_code, text, th, metadata), idem)
+        run = remember(new_run(run_id, kits, kit_code, text, th, metadata), idem)
         if mode == "async":
             return _json({"id": run_id, "status": "queued"}, 202)
         if _u(st.config.seed, "sync504", th, kit_code, n) < st.faults.sync_timeout_rate:

@@ -22,7 +22,6 @@ from callminer_assets.lib.tables import EVALUATIONS, QUARANTINE
 from callminer_assets.transform.frames import clean_text, frame_from_rows, safe_json
 
 INT32_MAX = 2**31 - 1
-WORK_FIELDS = ("runs_started", "runs_failed", "input_tokens")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -259,17 +258,19 @@ def already_paid(
 
 
 def work_per_day(
-    requests: Iterable[EvalRequest], outcomes: Iterable[EvalOutcome], dates: Mapping[str, date]
+    requests: Iterable[EvalRequest],
+    outcomes: Iterable[EvalOutcome],
+    dates: Mapping[str, date],
+    days: Iterable[date],
 ) -> dict[date, dict[str, int]]:
-    """This run's Semarize work per interaction day (``dates``: interaction id -> day):
-    runs started, runs failed and input tokens, for each day's materialisation."""
-    work: dict[date, dict[str, int]] = {}
+    """This run's Semarize work on each of ``days`` (``dates``: interaction id -> day): runs
+    started, runs failed and input tokens, for each day's materialisation."""
+    work = {day: {"runs_started": 0, "runs_failed": 0, "input_tokens": 0} for day in days}
 
     def add(interaction_id: str, field: str, amount: int) -> None:
         day = dates.get(interaction_id)
-        if day is not None:
-            counters = work.setdefault(day, dict.fromkeys(WORK_FIELDS, 0))
-            counters[field] += amount
+        if day in work:
+            work[day][field] += amount
 
     for request in requests:
         add(request.interaction_id, "runs_started", 1)

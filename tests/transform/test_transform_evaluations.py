@@ -256,7 +256,7 @@ def test_work_per_day_counts_each_day_on_its_own() -> None:
         EvalOutcome(requests[1], "failed", "r1", "v1", {}, input_tokens=None),
         EvalOutcome(requests[2], "succeeded", "r2", "v1", {}, input_tokens=7),
     ]
-    assert ev.work_per_day(requests, outcomes, dates) == {
+    assert ev.work_per_day(requests, outcomes, dates, [DAY, other]) == {
         DAY: {"runs_started": 2, "runs_failed": 1, "input_tokens": 100},
         other: {"runs_started": 2, "runs_failed": 0, "input_tokens": 7},
     }

@@ -239,12 +239,12 @@ def evaluations(
                 max_retries=UNRESOLVED_RETRIES, seconds_to_wait=UNRESOLVED_RETRY_WAIT_S
             )
         raise dg.Failure(description=message, metadata={"unresolved_reasons": reasons})
-    work = ev.work_per_day(requests, batch, dates)
+    work = ev.work_per_day(requests, batch, dates, days)
 
     def figures(day: date, part: pl.DataFrame) -> dict[str, Any]:
         runs = part.select("interaction_id", "kit_code", "status").unique()
         return {
-            **work.get(day, dict.fromkeys(ev.WORK_FIELDS, 0)),
+            **work[day],
             "per_status": counts_by(runs, "status"),
             "per_kit": counts_by(runs, "kit_code"),
             "evaluator": evaluator,
